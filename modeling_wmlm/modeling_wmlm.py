@@ -383,7 +383,7 @@ class WMLMModalityEncoders(nn.Module):
         """-> (*batch, num_modalities, projection_dim); absent entries are zero and never reach an encoder."""
         dtype = self.projections[self.config.modalities[0]].weight.dtype
         columns = []
-        for modality, rows in zip(self.config.modalities, present.unbind(-1)):
+        for modality, rows in zip(self.config.modalities, present.unbind(-1), strict=True):
             column = present.new_zeros(*present.shape[:-1], self.config.projection_dim, dtype=dtype)
             # Encoding only present rows keeps placeholder values (zeros, NaN) out of the outputs and gradients.
             if modality in given and rows.any():
