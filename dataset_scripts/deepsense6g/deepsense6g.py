@@ -1,0 +1,338 @@
+"""DeepSense 6G as a `datasets` builder.
+
+datasets 5 no longer runs loading scripts, so instantiate the builder directly:
+
+    from dataset_scripts.deepsense6g import DeepSense6G, load_deepsense6g
+
+    builder = DeepSense6G(config_name="beam_prediction", scenario_paths=["/data/scenario1", "/data/scenario2.zip"])
+    builder.download_and_prepare()
+    dataset = builder.as_dataset()          # DatasetDict with train / validation / test
+    builder.bad_rows_report                 # what was skipped, per scenario and reason, with row numbers
+
+or in one call: `load_deepsense6g(["/data/scenario1"], "beam_prediction")`.
+"""
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets.table import embed_table_storage
+
+from .scenario import BAD_ROW_POLICIES, LABEL_SOURCES, Sample, ScenarioReader, find_scenario_csv
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "bad_rows_report.json"
+SPLIT_MODES = ("in_scenario", "cross_scenario")
+SPLIT_NAMES = (datasets.Split.TRAIN, datasets.Split.VALIDATION, datasets.Split.TEST)
+
+
+@dataclass
+class DeepSense6GConfig(datasets.BuilderConfig):
+    """
+    scenario_paths: scenario folders, their .zip files, or folders holding several of either.
+    history_len / horizon / stride: window shape for `beam_prediction` and `power_forecast`.
+    split_mode: "in_scenario" (seeded fractions of each scenario's sequences) or "cross_scenario" (named scenarios).
+    split_fractions: train / validation / test fractions of sequences, for "in_scenario".
+    train_scenarios / validation_scenarios / test_scenarios: scenario names or numbers, for "cross_scenario".
+    on_bad_row: "skip" (counted in `bad_rows_report.json`) or "error" (raise, naming the file and row).
+    label_source: "power" (argmax of the measured power vector) or "csv" (the CSV's own beam label).
+    csv_beam_base: index of the first beam in the CSV's label column (DeepSense uses 1).
+    """
+
+    scenario_paths: tuple = ()
+    num_beams: int = 64
+    history_len: int = 5
+    horizon: int = 3
+    stride: int = 1
+    split_mode: str = "in_scenario"
+    split_fractions: tuple = (0.7, 0.1, 0.2)
+    split_seed: int = 0
+    train_scenarios: tuple = ()
+    validation_scenarios: tuple = ()
+    test_scenarios: tuple = ()
+    on_bad_row: str = "skip"
+    label_source: str = "power"
+    csv_beam_base: int = 1
+    verify_images: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.scenario_paths, (str, os.PathLike)):
+            self.scenario_paths = (self.scenario_paths,)
+        self.scenario_paths = tuple(str(p) for p in self.scenario_paths)
+        checks = [
+            (self.split_mode in SPLIT_MODES, f"split_mode must be one of {SPLIT_MODES}"),
+            (self.on_bad_row in BAD_ROW_POLICIES, f"on_bad_row must be one of {BAD_ROW_POLICIES}"),
+            (self.label_source in LABEL_SOURCES, f"label_source must be one of {LABEL_SOURCES}"),
+            (min(self.history_len, self.horizon, self.stride) > 0, "history_len, horizon and stride must be > 0"),
+            (len(self.split_fractions) == 3 and abs(sum(self.split_fractions) - 1) < 1e-6,
+             "split_fractions must be three fractions (train, validation, test) summing to 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.split_mode == "cross_scenario" and not (self.train_scenarios and self.test_scenarios):
+            raise ValueError("split_mode='cross_scenario' needs train_scenarios and test_scenarios")
+
+
+class DeepSense6G(datasets.GeneratorBasedBuilder):
+    """DeepSense 6G scenarios (real downloads or the digital twin's output) as per-sample or windowed datasets."""
+
+    BUILDER_CONFIG_CLASS = DeepSense6GConfig
+    BUILDER_CONFIGS = [
+        DeepSense6GConfig(name="samples", description="One example per measurement, for cross-modal alignment."),
+        DeepSense6GConfig(name="beam_prediction",
+                          description="history_len past steps -> the best beam of each of the next horizon steps."),
+        DeepSense6GConfig(name="power_forecast",
+                          description="history_len past steps -> the power vectors of the next horizon steps."),
+    ]
+    DEFAULT_CONFIG_NAME = "samples"
+
+    def _info(self):
+        return datasets.DatasetInfo(
+            description="DeepSense 6G multi-modal V2I measurements (60 GHz beam power, camera, GPS).",
+            features=self._features(),
+            homepage="https://www.deepsense6g.net",
+            citation="Alkhateeb et al., DeepSense 6G: A Large-Scale Real-World Multi-Modal Sensing and "
+                     "Communication Dataset, IEEE Communications Magazine 61(9), 2023.",
+            license="CC BY-NC-SA 4.0 (the DeepSense 6G data)",
+        )
+
+    def _features(self) -> datasets.Features:
+        c = self.config
+        common = {"scenario": datasets.Value("string"), "seq_index": datasets.Value("int32")}
+        if c.name == "samples":
+            return datasets.Features({
+                **common,
+                "sample_index": datasets.Value("int32"),
+                "row": datasets.Value("int32"),
+                "time_stamp": datasets.Value("string"),
+                "beam_power": datasets.List(datasets.Value("float32"), length=c.num_beams),
+                "beam_index": datasets.Value("int32"),
+                "csv_beam_index": datasets.Value("int32"),
+                "image": datasets.Image(),
+                "gps_position": datasets.List(datasets.Value("float32"), length=2),
+                "gps_latlon": datasets.List(datasets.Value("float64"), length=2),
+                "bs_latlon": datasets.List(datasets.Value("float64"), length=2),
+                "lidar_path": datasets.Value("string"),
+                "radar_path": datasets.Value("string"),
+            })
+        if c.name == "beam_prediction":
+            labels = datasets.List(datasets.Value("int32"), length=c.horizon)
+        else:
+            labels = datasets.Array2D((c.horizon, c.num_beams), "float32")
+        return datasets.Features({
+            **common,
+            "sample_index": datasets.List(datasets.Value("int32"), length=c.history_len + c.horizon),
+            "beam_power": datasets.Array2D((c.history_len, c.num_beams), "float32"),
+            "beam_index": datasets.List(datasets.Value("int32"), length=c.history_len),
+            "image": datasets.List(datasets.Image(), length=c.history_len),
+            "gps_position": datasets.Array2D((c.history_len, 2), "float32"),
+            "has_image": datasets.List(datasets.Value("bool"), length=c.history_len),
+            "has_gps": datasets.List(datasets.Value("bool"), length=c.history_len),
+            "labels": labels,
+        })
+
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def _split_generators(self, dl_manager):
+        paths = self.config.scenario_paths or ((self.config.data_dir,) if self.config.data_dir else ())
+        if not paths:
+            raise ValueError("give scenario_paths (scenario folders or .zip files) or data_dir")
+        reader = ScenarioReader(self.config.num_beams, self.config.on_bad_row, self.config.label_source,
+                                self.config.csv_beam_base, self.config.verify_images)
+        scenarios, reports = {}, {}
+        for folder in discover_scenarios(paths, dl_manager.extract):
+            samples, report = reader.read(folder)
+            if report.scenario in scenarios:
+                raise ValueError(f"scenario {report.scenario!r} given twice ({report.csv_path})")
+            scenarios[report.scenario], reports[report.scenario] = samples, report.to_dict()
+        splits = assign_splits(scenarios, self.config)
+        self._write_report(reports, splits)
+        return [datasets.SplitGenerator(name=name, gen_kwargs={"samples": samples})
+                for name, samples in splits.items() if samples]
+
+    def _write_report(self, reports, splits):
+        skipped = sum(c["count"] for r in reports.values() for c in r["skipped"].values())
+        mismatched = sum(r["label_mismatches"]["count"] for r in reports.values())
+        report = {
+            "on_bad_row": self.config.on_bad_row,
+            "label_source": self.config.label_source,
+            "skipped_rows": skipped,
+            "label_mismatches": mismatched,
+            "split_sequences": {str(name): sorted({(s.scenario, s.seq_index) for s in samples})
+                                for name, samples in splits.items()},
+            "scenarios": reports,
+        }
+        path = os.path.join(self._output_dir, REPORT_NAME)
+        with open(path, "w") as handle:
+            json.dump(report, handle, indent=1)
+        if skipped or mismatched:
+            reasons = {}
+            for r in reports.values():
+                for reason, c in r["skipped"].items():
+                    reasons[reason] = reasons.get(reason, 0) + c["count"]
+            logger.warning(f"DeepSense6G: skipped {skipped} bad rows {reasons}; {mismatched} CSV beam labels "
+                           f"disagree with argmax(power); see {REPORT_NAME} in the dataset cache folder")
+
+    @property
+    def bad_rows_report(self) -> dict:
+        """The report written while preparing: per scenario, skipped rows by reason and label mismatches."""
+        with open(os.path.join(self._output_dir, REPORT_NAME)) as handle:
+            return json.load(handle)
+
+    def _generate_examples(self, samples: list[Sample]):
+        if self.config.name == "samples":
+            for s in samples:
+                yield f"{s.scenario}/{s.row}", sample_example(s)
+            return
+        for window in make_windows(samples, self.config.history_len, self.config.horizon, self.config.stride):
+            yield f"{window[0].scenario}/{window[0].row}", window_example(window, self.config)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _natural_key(path: Path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def discover_scenarios(paths, extract) -> list[Path]:
+    """Scenario folders from folders, zips, or parents of either. `extract` unpacks a zip and returns its folder."""
+    found = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"scenario path {path} does not exist")
+        if path.suffix == ".zip":
+            path = Path(extract(str(path)))
+        if path.is_dir() and find_scenario_csv(path):
+            found.append(path)
+            continue
+        children = [c for c in sorted(path.iterdir(), key=_natural_key) if c.is_dir() or c.suffix == ".zip"]
+        before = len(found)
+        for child in children:
+            child = Path(extract(str(child))) if child.suffix == ".zip" else child
+            # A zip may unpack to the scenario folder itself or to a folder holding it.
+            candidates = [child] if find_scenario_csv(child) else [g for g in sorted(child.iterdir()) if g.is_dir()]
+            found.extend(c for c in candidates if find_scenario_csv(c))
+        if len(found) == before:
+            raise FileNotFoundError(f"{raw}: no DeepSense scenario (a folder holding scenarioN.csv) found")
+    return found
+
+
+def scenario_name(name) -> str:
+    return f"scenario{name}" if isinstance(name, int) or str(name).isdigit() else str(name)
+
+
+def assign_splits(scenarios: dict[str, list[Sample]], config: DeepSense6GConfig) -> dict:
+    """Whole sequences go to one split, so no two splits share a vehicle pass."""
+    splits = {name: [] for name in SPLIT_NAMES}
+    if config.split_mode == "cross_scenario":
+        named = zip(SPLIT_NAMES, (config.train_scenarios, config.validation_scenarios, config.test_scenarios),
+                    strict=True)
+        for split, names in named:
+            for name in map(scenario_name, names):
+                if name not in scenarios:
+                    raise ValueError(f"{split} scenario {name!r} is not among the prepared ones {sorted(scenarios)}")
+                splits[split].extend(scenarios[name])
+        return splits
+    rng = np.random.default_rng(config.split_seed)
+    for scenario in sorted(scenarios):
+        samples = scenarios[scenario]
+        sequences = sorted({s.seq_index for s in samples})
+        order = rng.permutation(len(sequences))
+        bounds = np.round(np.cumsum(config.split_fractions) * len(sequences)).astype(int)
+        split_of = {sequences[i]: SPLIT_NAMES[int(np.searchsorted(bounds, rank, side="right"))]
+                    for rank, i in enumerate(order)}
+        for s in samples:
+            splits[split_of[s.seq_index]].append(s)
+    return splits
+
+
+def make_windows(samples: list[Sample], history_len: int, horizon: int, stride: int) -> list[list[Sample]]:
+    """Windows of history_len + horizon consecutive CSV rows of one sequence.
+
+    A skipped row breaks a run, so a window never bridges a gap in time, nor two sequences, nor two scenarios.
+    """
+    length = history_len + horizon
+    windows, run = [], []
+    for sample in samples:
+        if run and not (sample.scenario == run[-1].scenario and sample.seq_index == run[-1].seq_index
+                        and sample.row == run[-1].row + 1):
+            windows.extend(run[i : i + length] for i in range(0, len(run) - length + 1, stride))
+            run = []
+        run.append(sample)
+    windows.extend(run[i : i + length] for i in range(0, len(run) - length + 1, stride))
+    return windows
+
+
+def _as_list(array):
+    return None if array is None else array.tolist()
+
+
+def sample_example(s: Sample) -> dict:
+    return {
+        "scenario": s.scenario,
+        "seq_index": s.seq_index,
+        "sample_index": s.sample_index,
+        "row": s.row,
+        "time_stamp": s.time_stamp,
+        "beam_power": s.beam_power,
+        "beam_index": s.beam_index,
+        "csv_beam_index": s.csv_beam_index,
+        "image": s.image_path,
+        "gps_position": _as_list(s.gps_position),
+        "gps_latlon": _as_list(s.gps_latlon),
+        "bs_latlon": _as_list(s.bs_latlon),
+        "lidar_path": s.lidar_path,
+        "radar_path": s.radar_path,
+    }
+
+
+def window_example(window: list[Sample], config: DeepSense6GConfig) -> dict:
+    history, future = window[: config.history_len], window[config.history_len :]
+    if config.name == "beam_prediction":
+        labels = [s.beam_index for s in future]
+    else:
+        labels = np.stack([s.beam_power for s in future])
+    return {
+        "scenario": window[0].scenario,
+        "seq_index": window[0].seq_index,
+        "sample_index": [s.sample_index for s in window],
+        "beam_power": np.stack([s.beam_power for s in history]),
+        "beam_index": [s.beam_index for s in history],
+        "image": [s.image_path for s in history],
+        "gps_position": np.stack([np.zeros(2, np.float32) if s.gps_position is None else s.gps_position
+                                  for s in history]),
+        "has_image": [s.image_path is not None for s in history],
+        "has_gps": [s.gps_position is not None for s in history],
+        "labels": labels,
+    }
+
+
+def load_deepsense6g(scenario_paths, config_name: str = "samples", cache_dir: str | None = None,
+                     **config_kwargs) -> datasets.DatasetDict:
+    """Prepare (or reuse the cached) dataset and return its splits. See `DeepSense6GConfig` for the options."""
+    builder = DeepSense6G(config_name=config_name, scenario_paths=scenario_paths, cache_dir=cache_dir,
+                          **config_kwargs)
+    builder.download_and_prepare()
+    return builder.as_dataset()
+
+
+def export_parquet(dataset: datasets.DatasetDict, folder: str) -> list[str]:
+    """Write `folder/data/<split>-00000-of-00001.parquet`, the layout a Hub dataset repo serves, images embedded."""
+    os.makedirs(os.path.join(folder, "data"), exist_ok=True)
+    written = []
+    for split, ds in dataset.items():
+        embedded = ds.with_format("arrow").map(embed_table_storage, batched=True).with_format(None)
+        path = os.path.join(folder, "data", f"{split}-00000-of-00001.parquet")
+        embedded.to_parquet(path)
+        written.append(path)
+    return written
