@@ -30,20 +30,21 @@ def camera_profile(images) -> np.ndarray:
 
 
 def modality_accuracy(scenario_dir, cache_dir=None, seed: int = 0) -> dict[str, float]:
-    """Top-1 beam accuracy of majority, GPS kNN and camera kNN on held-out sequences of one scenario."""
+    """Beam accuracy of majority, GPS kNN and camera kNN on held-out sequences of one scenario: top-1, and within
+    +-2 beams (neighbouring beams of the 4x oversampled codebook overlap, so a near miss loses little power)."""
     data = load_deepsense6g([scenario_dir], "samples", cache_dir=cache_dir, split_fractions=(0.7, 0.0, 0.3),
                             split_seed=seed)
     train, test = data["train"], data["test"]
     train_y, test_y = np.array(train["beam_index"]), np.array(test["beam_index"])
     gps = knn_predict(np.array(train["gps_position"]), train_y, np.array(test["gps_position"]))
     camera = knn_predict(camera_profile(train["image"]), train_y, camera_profile(test["image"]))
-    return {
-        "train": len(train_y),
-        "test": len(test_y),
-        "majority": float((test_y == np.bincount(train_y).argmax()).mean()),
-        "gps_knn": float((gps == test_y).mean()),
-        "camera_knn": float((camera == test_y).mean()),
-    }
+    predictions = {"majority": np.full_like(test_y, np.bincount(train_y).argmax()), "gps_knn": gps,
+                   "camera_knn": camera}
+    result = {"train": len(train_y), "test": len(test_y)}
+    for name, predicted in predictions.items():
+        result[name] = float((predicted == test_y).mean())
+        result[f"{name}_within2"] = float((np.abs(predicted - test_y) <= 2).mean())
+    return result
 
 
 @dataclass
@@ -56,12 +57,14 @@ class SanityArguments:
 
 def main(argv=None):
     (args,) = HfArgumentParser(SanityArguments).parse_args_into_dataclasses(argv)
-    print("| scenario | train | test | majority | GPS 5-NN | camera 5-NN |\n|---|---|---|---|---|---|")
+    print("| scenario | train | test | majority | GPS 5-NN | camera 5-NN | majority +-2 | GPS +-2 | camera +-2 |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         folder = generate_scenario(args.output_dir, preset, num_samples=args.num_samples, seed=args.seed)
         r = modality_accuracy(folder, cache_dir=f"{args.output_dir}/.cache")
-        print(f"| {preset} | {r['train']} | {r['test']} | {r['majority']:.3f} | {r['gps_knn']:.3f} | "
-              f"{r['camera_knn']:.3f} |")
+        cells = [f"{r[k]:.3f}" for k in ("majority", "gps_knn", "camera_knn", "majority_within2", "gps_knn_within2",
+                                         "camera_knn_within2")]
+        print(f"| {preset} | {r['train']} | {r['test']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
