@@ -301,7 +301,7 @@ class WMLMVisionLayer(GradientCheckpointingLayer):
 
 
 class WMLMVisionEncoder(nn.Module):
-    """ViT over a camera frame (N, C, H, W), pixel values normalised by the image processor; returns the CLS state."""
+    """ViT over a camera frame (N, C, H, W) with pixel values scaled to [-1, 1]; returns the CLS state."""
 
     input_shape_rank = 3
 

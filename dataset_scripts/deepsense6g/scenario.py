@@ -141,14 +141,14 @@ class FileResolver:
         return path.parent / actual
 
 
-def read_floats(path: Path, reason: str, expected: int) -> np.ndarray:
+def read_floats(path: Path, expected: int, reason: str, length_reason: str) -> np.ndarray:
+    """`expected` whitespace-separated finite numbers, or a BadRow: `reason` for text, `length_reason` for count."""
     try:
         values = np.array([float(v) for v in path.read_text().split()], dtype=np.float64)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRow(reason, f"{path}: {error}") from None
     if len(values) != expected:
-        wrong_length = "power_wrong_length" if reason == "power_unparsable" else reason
-        raise BadRow(wrong_length, f"{path}: {len(values)} values, expected {expected}")
+        raise BadRow(length_reason, f"{path}: {len(values)} values, expected {expected}")
     if not np.isfinite(values).all():
         raise BadRow(reason, f"{path}: non-finite value")
     return values
@@ -211,7 +211,7 @@ class ScenarioReader:
         return samples, report
 
     def _parse_row(self, scenario, row, fields, resolve, location_cache) -> Sample:
-        power = read_floats(resolve(fields["power"]), "power_unparsable", self.num_beams)
+        power = read_floats(resolve(fields["power"]), self.num_beams, "power_unparsable", "power_wrong_length")
         seq_index = parse_int(fields["sequence"], "seq_index_invalid", "seq_index")
         csv_beam = -1
         if "beam" in fields:
@@ -258,7 +258,7 @@ class ScenarioReader:
     @staticmethod
     def _location(path: Path, cache: dict) -> np.ndarray:
         if path not in cache:
-            values = read_floats(path, "gps_unparsable", 2)
+            values = read_floats(path, 2, "gps_unparsable", "gps_unparsable")
             if not (-90 <= values[0] <= 90 and -180 <= values[1] <= 180):
                 raise BadRow("gps_unparsable", f"{path}: ({values[0]}, {values[1]}) is not a latitude, longitude")
             cache[path] = values
