@@ -174,22 +174,34 @@ def gps_file(folder, row_number):
         return folder / list(csv.DictReader(handle))[row_number - 1]["unit2_loc"]
 
 
+def truncate(path, keep):
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+# case -> (corruption of data row 7, the reason the report must give)
 BAD_ROWS = {
-    "beam_label_nan": lambda f: edit_csv(f, set_cell(7, "unit1_beam_index", "nan")),
-    "missing_file": lambda f: power_file(f, 7).unlink(),
-    "power_wrong_length": lambda f: power_file(f, 7).write_text("\n".join(
-        power_file(f, 7).read_text().split()[:40])),
-    "power_unparsable": lambda f: power_file(f, 7).write_text("0.1\n" * 30 + "abc\n" + "0.1\n" * 33),
-    "gps_unparsable": lambda f: gps_file(f, 7).write_text("33.42\nnot-a-longitude\n"),
-    "seq_index_invalid": lambda f: edit_csv(f, set_cell(7, "seq_index", "")),
+    "nan_beam_label": (lambda f: edit_csv(f, set_cell(7, "unit1_beam_index", "nan")), "beam_label_nan"),
+    "empty_beam_label": (lambda f: edit_csv(f, set_cell(7, "unit1_beam_index", "")), "beam_label_nan"),
+    "missing_power_file": (lambda f: power_file(f, 7).unlink(), "missing_file"),
+    "missing_gps_file": (lambda f: gps_file(f, 7).unlink(), "missing_file"),
+    "truncated_power_file": (lambda f: truncate(power_file(f, 7), 300), "power_wrong_length"),
+    "empty_power_file": (lambda f: truncate(power_file(f, 7), 0), "power_wrong_length"),
+    "power_vector_too_long": (lambda f: power_file(f, 7).write_text("0.1\n" * 65), "power_wrong_length"),
+    "power_text": (lambda f: power_file(f, 7).write_text("0.1\n" * 30 + "abc\n" + "0.1\n" * 33), "power_unparsable"),
+    "power_nan": (lambda f: power_file(f, 7).write_text("0.1\n" * 30 + "nan\n" + "0.1\n" * 33), "power_unparsable"),
+    "gps_text": (lambda f: gps_file(f, 7).write_text("33.42\nnot-a-longitude\n"), "gps_unparsable"),
+    "gps_out_of_range": (lambda f: gps_file(f, 7).write_text("333.42\n-111.9\n"), "gps_unparsable"),
+    "gps_one_value": (lambda f: gps_file(f, 7).write_text("33.42\n"), "gps_unparsable"),
+    "empty_seq_index": (lambda f: edit_csv(f, set_cell(7, "seq_index", "")), "seq_index_invalid"),
 }
 
 
 @needs_real
-@pytest.mark.parametrize("reason", sorted(BAD_ROWS))
-def test_bad_row_is_skipped_and_reported(tmp_path, reason):
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_bad_row_is_skipped_and_reported(tmp_path, case):
+    corrupt, reason = BAD_ROWS[case]
     folder = small_copy(tmp_path)
-    BAD_ROWS[reason](folder)
+    corrupt(folder)
     builder, data = prepare([folder], cache_dir=tmp_path / "cache", split_fractions=(1.0, 0.0, 0.0))
     assert len(data["train"]) == 29
     assert 7 not in data["train"]["row"]
@@ -199,10 +211,11 @@ def test_bad_row_is_skipped_and_reported(tmp_path, reason):
 
 
 @needs_real
-@pytest.mark.parametrize("reason", sorted(BAD_ROWS))
-def test_bad_row_error_names_file_and_row(tmp_path, reason):
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_bad_row_error_names_file_and_row(tmp_path, case):
+    corrupt, reason = BAD_ROWS[case]
     folder = small_copy(tmp_path)
-    BAD_ROWS[reason](folder)
+    corrupt(folder)
     with pytest.raises(DeepSenseRowError, match=rf"scenario1\.csv row 7: {reason}"):
         prepare([folder], cache_dir=tmp_path / "cache", on_bad_row="error")
 
