@@ -51,6 +51,17 @@ def test_generation_is_deterministic(tmp_path, twin1):
         assert not filecmp.cmp(twin1 / relative, other / relative, shallow=False), relative
 
 
+def test_frame_size_and_length_change_nothing_else(tmp_path, twin1):
+    """Radio and GPS depend only on (preset, seed): other frame sizes give the same CSV, fewer samples a prefix."""
+    resized = generate_scenario(tmp_path / "resized", "twin1", seed=0, num_samples=120, image_size=(32, 18))
+    shorter = generate_scenario(tmp_path / "shorter", "twin1", seed=0, num_samples=50, image_size=(64, 36))
+    assert filecmp.cmp(twin1 / "twin1.csv", resized / "twin1.csv", shallow=False)
+    assert read_rows(shorter) == read_rows(twin1)[:50]
+    for relative in ["unit1/mmWave_data/mmWave_power_49.txt", "unit2/GPS_data/gps_location_49.txt"]:
+        assert filecmp.cmp(twin1 / relative, resized / relative, shallow=False)
+        assert filecmp.cmp(twin1 / relative, shorter / relative, shallow=False)
+
+
 def test_codebook_beam_follows_the_vehicle_bearing(twin1):
     """In line of sight the best beam points at the vehicle: beam angle tracks the GPS bearing."""
     preset, codebook = PRESETS["twin1"], ArrayCodebook()
@@ -130,10 +141,9 @@ def test_cli_writes_scenarios(tmp_path, capsys):
 
 def test_camera_and_gps_each_carry_beam_information(tmp_path):
     """Simple classifiers from one modality beat always guessing the most common beam on held-out sequences."""
-    folder = generate_scenario(tmp_path, "twin1", num_samples=600, seed=1, image_size=(160, 90))
+    # About 15 passes: fewer make the held-out sequences too few for a stable comparison.
+    folder = generate_scenario(tmp_path, "twin1", num_samples=1000, seed=0, image_size=(160, 90))
     accuracy = modality_accuracy(folder, cache_dir=str(tmp_path / "cache"))
-    assert accuracy["gps_knn"] > 1.5 * accuracy["majority"], accuracy
-    assert accuracy["gps_knn_within2"] > 2 * accuracy["majority_within2"], accuracy
-    # The transmitter looks like every other vehicle, so the camera is the weaker cue, as in real data.
-    assert accuracy["camera_knn"] > accuracy["majority"], accuracy
-    assert accuracy["camera_knn_within2"] > 1.5 * accuracy["majority_within2"], accuracy
+    for modality in ("gps_knn", "camera_knn"):
+        assert accuracy[modality] > 1.5 * accuracy["majority"], accuracy
+        assert accuracy[f"{modality}_within2"] > 2 * accuracy["majority_within2"], accuracy

@@ -178,11 +178,12 @@ def generate_scenario(output_dir, preset: str | SitePreset = "twin1", num_sample
                       image_size: tuple[int, int] = (160, 90), codebook: ArrayCodebook | None = None) -> Path:
     """Write `<output_dir>/<name>/<name>.csv` and its files in the DeepSense layout; returns the scenario folder.
 
-    Deterministic in (preset, num_samples, seed, image_size).
+    Deterministic in (preset, seed): the scene, radio and GPS draw from one stream and the camera's sensor noise from
+    another, so the frame size changes only the frames, and fewer samples give a prefix of more samples.
     """
     preset = PRESETS[preset] if isinstance(preset, str) else preset
     site = Site(preset, codebook or ArrayCodebook())
-    rng = np.random.default_rng([seed, zlib.crc32(preset.name.encode())])
+    rng, camera_rng = (np.random.default_rng([seed, zlib.crc32(preset.name.encode()), stream]) for stream in (0, 1))
     folder = Path(output_dir) / preset.name
     for sub in ("unit1/camera_data", "unit1/mmWave_data", "unit1/GPS_data", "unit2/GPS_data"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -203,7 +204,7 @@ def generate_scenario(output_dir, preset: str | SitePreset = "twin1", num_sample
             power = beam_powers(site.codebook, radio_paths(site, tx_point, others), NOISE_POWER, rng, RX_GAIN)
             east_north = site.to_enu(tx.x, tx.y)[0] + gps_bias + rng.normal(0.0, GPS_NOISE_M, 2)
             lat, lon = enu_to_latlon(*east_north, *preset.origin_latlon)
-            frame = render(camera, Scene(night=night, **scene_kwargs), [tx, *others], rng)
+            frame = render(camera, Scene(night=night, **scene_kwargs), [tx, *others], camera_rng)
             frame.save(folder / f"unit1/camera_data/image_{i}.jpg", quality=90)
             (folder / f"unit1/mmWave_data/mmWave_power_{i}.txt").write_text("".join(f"{v:.8e}\n" for v in power))
             (folder / f"unit2/GPS_data/gps_location_{i}.txt").write_text(f"{lat:.10f}\n{lon:.10f}\n")
