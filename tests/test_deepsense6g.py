@@ -317,7 +317,8 @@ def test_report_is_json_in_the_cache(tmp_path):
     from dataset_scripts.digital_twin import generate_scenario
 
     folder = generate_scenario(tmp_path, "twin3", num_samples=40, image_size=(32, 18))
-    builder, _ = prepare([folder], cache_dir=tmp_path / "cache")
+    builder = DeepSense6G(config_name="samples", data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare()  # data_dir is the datasets-native way to name one scenario or a parent folder
     on_disk = json.loads(next((tmp_path / "cache").rglob("bad_rows_report.json")).read_text())
     assert on_disk == builder.bad_rows_report and on_disk["scenarios"]["twin3"]["kept"] == 40
 
