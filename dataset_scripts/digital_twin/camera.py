@@ -94,13 +94,12 @@ def render(camera: Camera, scene: Scene, vehicles: list[Box], rng: np.random.Gen
     draw.rectangle([0, horizon, camera.width, camera.height], fill=_shade((110, 140, 90), light))
 
     def quad(x0, x1, y0, y1, z0=0.0, z1=0.0, colour=(0, 0, 0)):
+        """Fill the projected quadrilateral (x0, y0, z0) (x1, y0, z0) (x1, y1, z1) (x0, y1, z1)."""
         corners = np.array([[x0, y0, z0], [x1, y0, z0], [x1, y1, z1], [x0, y1, z1]])
         draw.polygon([tuple(p) for p in camera.project(corners)], fill=colour)
 
     span = 200.0
-    facade = np.array([[-span, scene.wall_y, 0], [span, scene.wall_y, 0], [span, scene.wall_y, 8],
-                       [-span, scene.wall_y, 8]])
-    draw.polygon([tuple(p) for p in camera.project(facade)], fill=_shade((170, 150, 130), light))
+    quad(-span, span, scene.wall_y, scene.wall_y, 0.0, 8.0, colour=_shade((170, 150, 130), light))  # facade
     quad(-span, span, scene.road_near_y, scene.road_far_y, colour=_shade((70, 70, 75), light))
     marking = _shade((235, 235, 235), max(light, 0.5))
     for y in scene.lane_edges:
@@ -114,11 +113,9 @@ def render(camera: Camera, scene: Scene, vehicles: list[Box], rng: np.random.Gen
         hull = convex_hull(camera.project(box.corners()))
         draw.polygon(hull, fill=_shade(box.colour, light))
         # A darker glass band on the face towards the camera makes the box read as a vehicle.
-        x0, x1 = box.x - 0.4 * box.length, box.x + 0.4 * box.length
         near = box.y - box.width / 2
-        band = np.array([[x0, near, 0.6 * box.height], [x1, near, 0.6 * box.height],
-                         [x1, near, 0.9 * box.height], [x0, near, 0.9 * box.height]])
-        draw.polygon([tuple(p) for p in camera.project(band)], fill=_shade((40, 50, 60), light))
+        quad(box.x - 0.4 * box.length, box.x + 0.4 * box.length, near, near, 0.6 * box.height, 0.9 * box.height,
+             colour=_shade((40, 50, 60), light))
         if scene.night:
             front = box.x + box.direction * box.length / 2
             for dy in (-0.3, 0.3):
