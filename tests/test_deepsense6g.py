@@ -212,6 +212,7 @@ def test_bad_row_is_skipped_and_reported_or_raised(tmp_path, case):
     skipped = builder.bad_rows_report["scenarios"]["scenario1"]["skipped"]
     assert skipped == {reason: {"count": 1, "rows": [7], "examples": skipped[reason]["examples"]}}
     assert builder.bad_rows_report["skipped_rows"] == 1
+    assert builder.bad_rows_report["skipped_by_reason"] == {reason: 1}
     with pytest.raises(DeepSenseRowError, match=rf"scenario1\.csv row 7: {reason}"):
         prepare([folder], cache_dir=tmp_path / "cache_error", on_bad_row="error")
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,27 +160,27 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
                 for name, samples in splits.items() if samples]
 
     def _write_report(self, reports, splits):
-        skipped = sum(c["count"] for r in reports.values() for c in r["skipped"].values())
+        by_reason = Counter()
+        for r in reports.values():
+            by_reason.update({reason: c["count"] for reason, c in r["skipped"].items()})
         mismatched = sum(r["label_mismatches"]["count"] for r in reports.values())
         report = {
             "on_bad_row": self.config.on_bad_row,
             "label_source": self.config.label_source,
-            "skipped_rows": skipped,
+            "skipped_rows": sum(by_reason.values()),
+            "skipped_by_reason": dict(sorted(by_reason.items())),
             "label_mismatches": mismatched,
             "split_sequences": {str(name): sorted({(s.scenario, s.seq_index) for s in samples})
                                 for name, samples in splits.items()},
             "scenarios": reports,
         }
-        path = os.path.join(self._output_dir, REPORT_NAME)
-        with open(path, "w") as handle:
+        # _output_dir is a temporary folder while preparing; datasets renames it to _cache_dir when done.
+        with open(os.path.join(self._output_dir, REPORT_NAME), "w") as handle:
             json.dump(report, handle, indent=1)
-        if skipped or mismatched:
-            reasons = {}
-            for r in reports.values():
-                for reason, c in r["skipped"].items():
-                    reasons[reason] = reasons.get(reason, 0) + c["count"]
-            logger.warning(f"DeepSense6G: skipped {skipped} bad rows {reasons}; {mismatched} CSV beam labels "
-                           f"disagree with argmax(power); see {REPORT_NAME} in the dataset cache folder")
+        if by_reason or mismatched:
+            logger.warning(f"DeepSense6G: skipped {report['skipped_rows']} bad rows {report['skipped_by_reason']}; "
+                           f"{mismatched} CSV beam labels disagree with argmax(power); see "
+                           f"{os.path.join(self._cache_dir, REPORT_NAME)}")
 
     @property
     def bad_rows_report(self) -> dict:
