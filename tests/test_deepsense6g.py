@@ -320,9 +320,10 @@ def test_report_is_json_in_the_cache(tmp_path):
     assert on_disk == builder.bad_rows_report and on_disk["scenarios"]["twin3"]["kept"] == 40
 
 
-def test_load_helper_returns_dataset_dict(tmp_path):
+def test_load_helper_returns_dataset_dict(tmp_path, monkeypatch):
     from dataset_scripts.digital_twin import generate_scenario
 
-    folder = generate_scenario(tmp_path, "twin1", num_samples=60, image_size=(32, 18))
-    data = load_deepsense6g([folder], "beam_prediction", cache_dir=str(tmp_path / "cache"))
+    generate_scenario(tmp_path, "twin1", num_samples=60, image_size=(32, 18))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    data = load_deepsense6g("~/twin1", "beam_prediction", cache_dir=str(tmp_path / "cache"))  # as a user types it
     assert set(data) <= {"train", "validation", "test"} and sum(map(len, data.values())) > 0

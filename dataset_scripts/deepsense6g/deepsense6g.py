@@ -66,7 +66,9 @@ class DeepSense6GConfig(datasets.BuilderConfig):
         super().__post_init__()
         if isinstance(self.scenario_paths, (str, os.PathLike)):
             self.scenario_paths = (self.scenario_paths,)
-        self.scenario_paths = tuple(str(p) for p in self.scenario_paths)
+        if not self.scenario_paths and self.data_dir:  # datasets' own way to point a builder at its files
+            self.scenario_paths = (self.data_dir,)
+        self.scenario_paths = tuple(os.path.expanduser(str(p)) for p in self.scenario_paths)
         checks = [
             (self.split_mode in SPLIT_MODES, f"split_mode must be one of {SPLIT_MODES}"),
             (self.on_bad_row in BAD_ROW_POLICIES, f"on_bad_row must be one of {BAD_ROW_POLICIES}"),
@@ -143,7 +145,7 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
     # ------------------------------------------------------------------------------------------------------------------
 
     def _split_generators(self, dl_manager):
-        paths = self.config.scenario_paths or ((self.config.data_dir,) if self.config.data_dir else ())
+        paths = self.config.scenario_paths
         if not paths:
             raise ValueError("give scenario_paths (scenario folders or .zip files) or data_dir")
         reader = ScenarioReader(self.config.num_beams, self.config.on_bad_row, self.config.label_source,
