@@ -310,6 +310,22 @@ def test_missing_required_column_is_a_clear_error(tmp_path):
         prepare([tmp_path / "cache"], cache_dir=tmp_path / "cache2")
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split_mode": "by_time"}, "split_mode must be one of"),
+        ({"on_bad_row": "ignore"}, "on_bad_row must be one of"),
+        ({"label_source": "camera"}, "label_source must be one of"),
+        ({"stride": 0}, "stride must be > 0"),
+        ({"split_fractions": (0.5, 0.2, 0.2)}, "summing to 1"),
+        ({"split_mode": "cross_scenario", "train_scenarios": (1,)}, "needs train_scenarios and test_scenarios"),
+    ],
+)
+def test_builder_options_are_checked_on_construction(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DeepSense6G(config_name="beam_prediction", scenario_paths=[str(tmp_path)], cache_dir=str(tmp_path), **kwargs)
+
+
 def test_report_is_json_in_the_cache(tmp_path):
     from dataset_scripts.digital_twin import generate_scenario
 

@@ -64,24 +64,32 @@ class DeepSense6GConfig(datasets.BuilderConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.validate()
+
+    def validate(self):
+        """Normalise the paths and check the options. datasets sets user kwargs on a named config with setattr,
+        after `__post_init__`, so the builder calls this again once it holds the final config."""
         if isinstance(self.scenario_paths, (str, os.PathLike)):
             self.scenario_paths = (self.scenario_paths,)
         if not self.scenario_paths and self.data_dir:  # datasets' own way to point a builder at its files
             self.scenario_paths = (self.data_dir,)
         self.scenario_paths = tuple(os.path.expanduser(str(p)) for p in self.scenario_paths)
         checks = [
-            (self.split_mode in SPLIT_MODES, f"split_mode must be one of {SPLIT_MODES}"),
-            (self.on_bad_row in BAD_ROW_POLICIES, f"on_bad_row must be one of {BAD_ROW_POLICIES}"),
-            (self.label_source in LABEL_SOURCES, f"label_source must be one of {LABEL_SOURCES}"),
-            (min(self.history_len, self.horizon, self.stride) > 0, "history_len, horizon and stride must be > 0"),
+            (self.split_mode in SPLIT_MODES, f"split_mode must be one of {SPLIT_MODES}, got {self.split_mode!r}"),
+            (self.on_bad_row in BAD_ROW_POLICIES,
+             f"on_bad_row must be one of {BAD_ROW_POLICIES}, got {self.on_bad_row!r}"),
+            (self.label_source in LABEL_SOURCES,
+             f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}"),
+            (min(self.history_len, self.horizon, self.stride) > 0,
+             f"history_len, horizon and stride must be > 0, got {(self.history_len, self.horizon, self.stride)}"),
             (len(self.split_fractions) == 3 and abs(sum(self.split_fractions) - 1) < 1e-6,
-             "split_fractions must be three fractions (train, validation, test) summing to 1"),
+             f"split_fractions must be (train, validation, test) summing to 1, got {self.split_fractions}"),
+            (self.split_mode != "cross_scenario" or (self.train_scenarios and self.test_scenarios),
+             "split_mode='cross_scenario' needs train_scenarios and test_scenarios"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        if self.split_mode == "cross_scenario" and not (self.train_scenarios and self.test_scenarios):
-            raise ValueError("split_mode='cross_scenario' needs train_scenarios and test_scenarios")
 
 
 class DeepSense6G(datasets.GeneratorBasedBuilder):
@@ -96,6 +104,10 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
                           description="history_len past steps -> the power vectors of the next horizon steps."),
     ]
     DEFAULT_CONFIG_NAME = "samples"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config.validate()
 
     def _info(self):
         return datasets.DatasetInfo(
