@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 from datasets.table import embed_table_storage
 
-from .scenario import BAD_ROW_POLICIES, LABEL_SOURCES, Sample, ScenarioReader, find_scenario_csv
+from .scenario import Sample, ScenarioReader, find_scenario_csv
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +76,6 @@ class DeepSense6GConfig(datasets.BuilderConfig):
         self.scenario_paths = tuple(os.path.expanduser(str(p)) for p in self.scenario_paths)
         checks = [
             (self.split_mode in SPLIT_MODES, f"split_mode must be one of {SPLIT_MODES}, got {self.split_mode!r}"),
-            (self.on_bad_row in BAD_ROW_POLICIES,
-             f"on_bad_row must be one of {BAD_ROW_POLICIES}, got {self.on_bad_row!r}"),
-            (self.label_source in LABEL_SOURCES,
-             f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}"),
             (min(self.history_len, self.horizon, self.stride) > 0,
              f"history_len, horizon and stride must be > 0, got {(self.history_len, self.horizon, self.stride)}"),
             (len(self.split_fractions) == 3 and abs(sum(self.split_fractions) - 1) < 1e-6,
@@ -108,6 +104,9 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.validate()
+        # The reader checks on_bad_row and label_source, so bad values fail here, before any preparation.
+        self.reader = ScenarioReader(self.config.num_beams, self.config.on_bad_row, self.config.label_source,
+                                     self.config.csv_beam_base, self.config.verify_images)
 
     def _info(self):
         return datasets.DatasetInfo(
@@ -160,11 +159,9 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
         paths = self.config.scenario_paths
         if not paths:
             raise ValueError("give scenario_paths (scenario folders or .zip files) or data_dir")
-        reader = ScenarioReader(self.config.num_beams, self.config.on_bad_row, self.config.label_source,
-                                self.config.csv_beam_base, self.config.verify_images)
         scenarios, reports = {}, {}
         for folder in discover_scenarios(paths, dl_manager.extract):
-            samples, report = reader.read(folder)
+            samples, report = self.reader.read(folder)
             if report.scenario in scenarios:
                 raise ValueError(f"scenario {report.scenario!r} given twice ({report.csv_path})")
             scenarios[report.scenario], reports[report.scenario] = samples, report.to_dict()
