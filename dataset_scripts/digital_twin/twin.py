@@ -156,9 +156,9 @@ def simulate_pass(site: Site, rng: np.random.Generator, max_samples: int):
     tx = make_vehicle(rng, p, lane, -direction * span, rng.uniform(*p.speed_range_mps), allow_truck=False)
     duration = 2 * span / tx.speed
     num_samples = min(max_samples, int(duration / SAMPLE_PERIOD_S))
+    reach = site.half_span(lane_y[-1]) + 30 * duration  # far enough for vehicles that enter the view during the pass
     traffic = []
     for other_lane in range(p.num_lanes):
-        reach = site.half_span(lane_y[-1]) + 30 * duration  # vehicles that enter the view during the pass
         count = rng.poisson(p.vehicles_per_100m * 2 * reach / 100)
         for x0 in rng.uniform(-reach, reach, count):
             if other_lane == lane and abs(x0 - tx.x0) < 12:  # keep a gap in front of and behind the transmitter
