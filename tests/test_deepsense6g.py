@@ -343,3 +343,25 @@ def test_load_helper_returns_dataset_dict(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     data = load_deepsense6g("~/twin1", "beam_prediction", cache_dir=str(tmp_path / "cache"))  # as a user types it
     assert set(data) <= {"train", "validation", "test"} and sum(map(len, data.values())) > 0
+
+
+@needs_real
+def test_changed_inputs_are_prepared_again_not_served_from_a_stale_cache(tmp_path):
+    folder = small_copy(tmp_path, rows=30)
+    _, data = prepare([folder], cache_dir=tmp_path / "cache", split_fractions=(1.0, 0.0, 0.0))
+    assert len(data["train"]) == 30
+    _, again = prepare([folder], cache_dir=tmp_path / "cache", split_fractions=(1.0, 0.0, 0.0))
+    assert again["train"].cache_files == data["train"].cache_files  # unchanged inputs reuse the cache
+
+    edit_csv(folder, lambda fieldnames, rows: rows.__delitem__(slice(20, None)))  # the CSV loses 10 rows
+    _, fewer = prepare([folder], cache_dir=tmp_path / "cache", split_fractions=(1.0, 0.0, 0.0))
+    assert len(fewer["train"]) == 20
+
+    # A power file rewritten in place (same CSV) changes its row's label.
+    path = power_file(folder, 1)
+    power = np.loadtxt(path)
+    power[power.argmin()] = 10 * power.max()
+    np.savetxt(path, power)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    _, edited = prepare([folder], cache_dir=tmp_path / "cache", split_fractions=(1.0, 0.0, 0.0))
+    assert edited["train"][0]["beam_index"] == int(power.argmax()) != fewer["train"][0]["beam_index"]

@@ -12,6 +12,7 @@ datasets 5 no longer runs loading scripts, so instantiate the builder directly:
 or in one call: `load_deepsense6g(["/data/scenario1"], "beam_prediction")`.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     on_bad_row: "skip" (counted in `bad_rows_report.json`) or "error" (raise, naming the file and row).
     label_source: "power" (argmax of the measured power vector) or "csv" (the CSV's own beam label).
     csv_beam_base: index of the first beam in the CSV's label column (DeepSense uses 1).
+    inputs_fingerprint: filled in by the builder (see `fingerprint_inputs`); part of the cache key.
     """
 
     scenario_paths: tuple = ()
@@ -61,6 +63,8 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     label_source: str = "power"
     csv_beam_base: int = 1
     verify_images: bool = True
+    inputs_fingerprint: str = ""  # set by the builder from the files, so changed inputs get a new cache
+
 
     def __post_init__(self):
         super().__post_init__()
@@ -102,6 +106,10 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "samples"
 
     def __init__(self, *args, **kwargs):
+        # datasets keys its cache on the config kwargs alone; the inputs' fingerprint joins them, so a scenario whose
+        # files changed is prepared again instead of served from a stale cache.
+        paths = kwargs.get("scenario_paths") or kwargs.get("data_dir") or ()
+        kwargs["inputs_fingerprint"] = fingerprint_inputs([paths] if isinstance(paths, (str, os.PathLike)) else paths)
         super().__init__(*args, **kwargs)
         self.config.validate()
         # The reader checks on_bad_row and label_source, so bad values fail here, before any preparation.
@@ -209,6 +217,23 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def fingerprint_inputs(paths) -> str:
+    """A cheap key of the scenario inputs: every CSV's bytes, and every other file's path, size and mtime."""
+    digest = hashlib.sha256()
+    for raw in paths:
+        root = Path(os.path.expanduser(str(raw)))
+        if root.is_file():  # a zip
+            files = [root]
+        else:
+            files = sorted(Path(folder, name) for folder, _, names in os.walk(root) for name in names)
+        for path in files:
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            if path.suffix.lower() == ".csv":
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _natural_key(path: Path):
