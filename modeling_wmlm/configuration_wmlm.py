@@ -9,7 +9,10 @@ SUPPORTED_MODALITIES = ("beam", "vision", "gps")
 # Sensors that DeepSense 6G records but that have no encoder yet; naming one gives a clear error, not a silent drop.
 PLANNED_MODALITIES = ("lidar", "radar")
 ANCHORS = (*SUPPORTED_MODALITIES, "joint")
-POWER_TRANSFORMS = ("log", "normalize")
+# How the beam encoder reads a power vector, always relative to its strongest beam (see WMLMBeamEncoder.normalise):
+# "log_minmax" dB rescaled by the vector's own span (scale-free), "log_standardize" dB standardised with statistics
+# fitted on the training split, "log" dB clipped at a fixed floor, "normalize" linear power over the maximum.
+POWER_TRANSFORMS = ("log_minmax", "log_standardize", "log", "normalize")
 
 # Every saved config names every class, so any head loads from any checkpoint, with or without this package
 # (`trust_remote_code=True`). Beam prediction and power forecasting borrow the closest existing auto classes.
@@ -23,7 +26,14 @@ AUTO_MAP = {
 
 # Per-modality encoder defaults; a user dict only overrides the keys it names.
 DEFAULT_ENCODER_CONFIGS = {
-    "beam": {"hidden_size": 256, "num_layers": 2, "power_transform": "log", "log_floor_db": -40.0},
+    "beam": {
+        "hidden_size": 256,
+        "num_layers": 2,
+        "power_transform": "log_minmax",
+        "log_floor_db": -40.0,  # "log" only
+        "power_mean_db": None,  # "log_standardize" only: fitted by WMLMProcessor.fit_normalization
+        "power_std_db": None,
+    },
     "vision": {
         "image_size": 64,
         "patch_size": 16,
@@ -33,7 +43,10 @@ DEFAULT_ENCODER_CONFIGS = {
         "num_heads": 4,
         "intermediate_size": 1024,
     },
-    "gps": {"hidden_size": 256, "num_layers": 2, "position_scale_m": 100.0, "num_frequencies": 8},
+    # Positions are read as (east/north - center) / scale. WMLMProcessor.fit_normalization fits both on a training
+    # split; the defaults (the base station, 100 m: the size of a DeepSense site) only serve an unfitted model.
+    "gps": {"hidden_size": 256, "num_layers": 2, "position_center_m": [0.0, 0.0], "position_scale_m": 100.0,
+            "num_frequencies": 8},
 }
 
 # The one place presets live. Values override the WMLMConfig defaults; `encoder_configs` merges per modality.
@@ -159,6 +172,10 @@ class WMLMConfig(PreTrainedConfig):
     beam_smoothing_window: int = 1
 
     def __post_init__(self, **kwargs):
+        # The beam head's classes are the codebook's beams: `num_labels` is `num_beams` (see the property below).
+        kwargs.pop("id2label", None), kwargs.pop("label2id", None)
+        if "num_labels" in kwargs:
+            self.num_labels = kwargs.pop("num_labels")
         self.modalities = list(self.modalities)
         self.encoder_configs = _merge_encoder_configs(self.modalities, self.encoder_configs)
         super().__post_init__(**kwargs)
@@ -177,6 +194,17 @@ class WMLMConfig(PreTrainedConfig):
         modalities = overrides.get("modalities", cls.modalities)
         kwargs["encoder_configs"] = {m: s for m, s in kwargs["encoder_configs"].items() if m in modalities}
         return cls(**{**kwargs, **overrides})
+
+    @property
+    def num_labels(self) -> int:
+        """The beam head's classes are the codebook's beams, so `num_labels` is `num_beams` and cannot differ."""
+        return self.num_beams
+
+    @num_labels.setter
+    def num_labels(self, value: int):
+        if value != self.num_beams:
+            raise ValueError(f"num_labels={value} but WMLM predicts one of num_beams={self.num_beams} beams: the "
+                             f"classes are the codebook; pass num_beams={value} for a {value}-beam codebook")
 
     @property
     def modality_index(self) -> dict[str, int]:
@@ -211,9 +239,17 @@ class WMLMConfig(PreTrainedConfig):
         if self.anchor_modality != "joint" and self.anchor_modality not in self.modalities:
             raise ValueError(f"anchor_modality {self.anchor_modality!r} is not among modalities {self.modalities}")
         if "beam" in self.modalities:
-            transform = self.encoder_configs["beam"]["power_transform"]
-            if transform not in POWER_TRANSFORMS:
-                raise ValueError(f"beam power_transform must be one of {list(POWER_TRANSFORMS)}, got {transform!r}")
+            beam = self.encoder_configs["beam"]
+            if beam["power_transform"] not in POWER_TRANSFORMS:
+                raise ValueError(f"beam power_transform must be one of {list(POWER_TRANSFORMS)}, "
+                                 f"got {beam['power_transform']!r}")
+            if beam["power_std_db"] is not None and not beam["power_std_db"] > 0:
+                raise ValueError(f"beam power_std_db must be positive, got {beam['power_std_db']}")
+        if "gps" in self.modalities:
+            gps = self.encoder_configs["gps"]
+            if len(gps["position_center_m"]) != 2 or not gps["position_scale_m"] > 0:
+                raise ValueError(f"gps position_center_m must be (east, north) metres and position_scale_m positive, "
+                                 f"got {gps['position_center_m']} and {gps['position_scale_m']}")
         if "vision" in self.modalities:
             vision = self.encoder_configs["vision"]
             if vision["image_size"] % vision["patch_size"]:

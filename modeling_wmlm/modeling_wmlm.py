@@ -15,12 +15,65 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_wmlm import WMLMConfig
 
 # Forward argument that carries each modality, in the HF naming style (`pixel_values` for images).
 INPUT_NAMES = {"beam": "beam_power", "vision": "pixel_values", "gps": "gps_position"}
+
+# PEFT `target_modules` (a regex is matched against whole module names) for LoRA on the backbone only: the causal
+# transformer's attention and SwiGLU projections. The vision encoder's q/k/v/o projections are not matched.
+BACKBONE_LORA_TARGET_MODULES = r"(wmlm\.)?layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)"
+
+
+def check_tensor(name: str, value) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; WMLMProcessor turns lists, numpy "
+                        f"arrays and PIL frames into model inputs")
+
+
+def check_reading_values(name: str, value: torch.Tensor, present: torch.Tensor) -> None:
+    """Value checks on the readings marked present (placeholders of missing readings may hold anything).
+
+    They read tensor values, so they step aside under torch.compile / torch.export, where shapes alone are checked.
+    """
+    if torch.compiler.is_compiling():
+        return
+    if name == "pixel_values" and not value.is_floating_point():
+        raise ValueError(f"pixel_values has dtype {value.dtype}, but float frames scaled to [-1, 1] are expected; let "
+                         f"WMLMProcessor resize and scale raw frames")
+    readings = value[present]
+    if readings.numel() == 0:
+        return
+    if not torch.isfinite(readings).all():
+        raise ValueError(f"{name} has NaN or inf in readings marked present; mark missing readings False in "
+                         f"modality_mask (their placeholder values are then never read)")
+    if name == "beam_power" and (readings < 0).any():
+        raise ValueError(f"beam_power has negative values (min {readings.min().item():.3g}); linear received power "
+                         f"per beam is expected, not dB: pass 10 ** (dB / 10)")
+    if name == "pixel_values" and readings.abs().amax() > 1 + 1e-3:
+        raise ValueError(f"pixel_values span [{readings.min().item():.3g}, {readings.max().item():.3g}], but frames "
+                         f"scaled to [-1, 1] are expected (0-255 or uint8 pixels are not); let WMLMProcessor resize "
+                         f"and scale raw frames")
+
+
+def check_labels(labels: torch.Tensor, config: WMLMConfig, shape: tuple, task: str) -> None:
+    check_tensor("labels", labels)
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"{task} labels must have shape {shape} (batch, config.horizon"
+                         f"{', config.num_beams' if len(shape) == 3 else ''}), got {tuple(labels.shape)}; build the "
+                         f"dataset's window shape from the model config (wmlm.data.window_kwargs)")
+    if torch.compiler.is_compiling():
+        return
+    if task == "beam prediction":
+        kept = labels[labels != -100]
+        if labels.is_floating_point() or ((kept < 0) | (kept >= config.num_beams)).any():
+            raise ValueError(f"beam labels must be 0-based integer beam indices in [0, {config.num_beams}) or -100 "
+                             f"to ignore, got dtype {labels.dtype} and values in [{kept.min().item()}, "
+                             f"{kept.max().item()}]; DeepSense CSV labels are 1-based, subtract 1")
+    elif not torch.isfinite(labels).all() or (labels < 0).any():
+        raise ValueError("power forecast labels must be finite, non-negative linear power per beam")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -40,6 +93,7 @@ class WMLMModelOutput(ModelOutput):
     future_hidden_states: torch.FloatTensor | None = None
     modality_mask: torch.BoolTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -50,6 +104,7 @@ class WMLMContrastiveOutput(ModelOutput):
     embeddings: {"beam": (batch, projection_dim)} L2-normalised embeddings; rows of absent modalities are zero.
     modality_mask: (batch, num_modalities), True where a modality was present.
     logit_scale: the current inverse temperature.
+    hidden_states: {"beam": (layer states, ...)} per encoder layer, when `output_hidden_states=True`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -57,6 +112,7 @@ class WMLMContrastiveOutput(ModelOutput):
     embeddings: dict[str, torch.FloatTensor] | None = None
     modality_mask: torch.BoolTensor | None = None
     logit_scale: torch.FloatTensor | None = None
+    hidden_states: dict[str, tuple[torch.FloatTensor, ...]] | None = None
 
 
 @dataclass
@@ -66,6 +122,7 @@ class WMLMBeamPredictionOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -75,6 +132,7 @@ class WMLMPowerForecastOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     predicted_power: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -159,7 +217,8 @@ class WMLMAttention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> (batch, L, hidden) output and, on the eager path only, the (batch, heads, L, L) attention weights."""
         batch, length, _ = hidden_states.shape
         shape = (batch, length, -1, self.head_dim)
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (B, H, L, d)
@@ -168,11 +227,11 @@ class WMLMAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output, _ = attention_interface(
+        attn_output, attn_weights = attention_interface(
             self, query, key, value, attention_mask=None, is_causal=self.is_causal, scaling=self.scaling,
             dropout=self.config.attention_dropout if self.training else 0.0,
         )
-        return self.o_proj(attn_output.reshape(batch, length, -1))  # (B, L, D)
+        return self.o_proj(attn_output.reshape(batch, length, -1)), attn_weights  # (B, L, D)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -191,11 +250,14 @@ class WMLMMLPEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(hidden_size)
 
-    def forward(self, features):
+    def forward(self, features) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """-> (N, hidden) output and the state after the input layer and after each block."""
         x = self.fc_in(features)
+        states = (x,)
         for block in self.blocks:
             x = x + block(x)
-        return self.norm(x)
+            states += (x,)
+        return self.norm(x), states
 
 
 class WMLMBeamEncoder(nn.Module):
@@ -209,6 +271,7 @@ class WMLMBeamEncoder(nn.Module):
         self.num_beams = config.num_beams
         self.power_transform = settings["power_transform"]
         self.log_floor_db = settings["log_floor_db"]
+        self.power_mean_db, self.power_std_db = settings["power_mean_db"], settings["power_std_db"]
         self.hidden_size = settings["hidden_size"]
         self.mlp = WMLMMLPEncoder(config.num_beams, self.hidden_size, settings["num_layers"])
 
@@ -218,11 +281,23 @@ class WMLMBeamEncoder(nn.Module):
                              f"{self.num_beams}: the input must be one power value per codebook beam")
 
     def normalise(self, power: torch.Tensor) -> torch.Tensor:
-        """Power relative to the strongest beam: the pattern across beams matters, the link budget does not."""
+        """Power relative to the strongest beam: the pattern across beams matters, the link budget does not.
+
+        Real 60 GHz codebooks span only 3-12 dB from best to worst beam, so a fixed -40 dB floor ("log") squeezes them
+        into [0.75, 1]; "log_minmax" stretches each vector over [0, 1] by its own span, "log_standardize" uses the
+        training split's statistics.
+        """
         relative = power.clamp_min(0) / power.amax(-1, keepdim=True).clamp_min(1e-12)
         if self.power_transform == "normalize":
             return relative
-        decibels = 10 * torch.log10(relative.clamp_min(1e-12))
+        decibels = 10 * torch.log10(relative.clamp_min(1e-12))  # <= 0
+        if self.power_transform == "log_minmax":
+            return 1 + decibels / decibels.amin(-1, keepdim=True).abs().clamp_min(1e-3)  # in [0, 1]
+        if self.power_transform == "log_standardize":
+            if self.power_std_db is None:
+                raise ValueError("beam power_transform='log_standardize' needs power_mean_db and power_std_db: fit "
+                                 "them with WMLMProcessor.fit_normalization(config, beam_power=training_power)")
+            return (decibels - self.power_mean_db) / self.power_std_db
         return 1 + decibels.clamp_min(self.log_floor_db) / -self.log_floor_db  # in [0, 1]
 
     def forward(self, power):
@@ -237,6 +312,7 @@ class WMLMGPSEncoder(nn.Module):
     def __init__(self, config: WMLMConfig):
         super().__init__()
         settings = config.encoder_configs["gps"]
+        self.position_center_m = tuple(settings["position_center_m"])
         self.position_scale_m = settings["position_scale_m"]
         self.hidden_size = settings["hidden_size"]
         self.num_frequencies = settings["num_frequencies"]
@@ -249,7 +325,8 @@ class WMLMGPSEncoder(nn.Module):
 
     def forward(self, position):
         # Fourier features let a small MLP resolve metre-scale detail over a site hundreds of metres wide.
-        x = position.float() / self.position_scale_m  # (N, 2)
+        center = position.new_tensor(self.position_center_m, dtype=torch.float)
+        x = (position.float() - center) / self.position_scale_m  # (N, 2)
         frequencies = math.pi * 2.0 ** torch.arange(self.num_frequencies, device=x.device)
         angles = (x[..., None] * frequencies).flatten(-2)  # (N, 2 * F)
         features = torch.cat([x, angles.sin(), angles.cos()], dim=-1)
@@ -296,7 +373,7 @@ class WMLMVisionLayer(GradientCheckpointingLayer):
         self.mlp = WMLMVisionMLP(hidden, settings["intermediate_size"])
 
     def forward(self, hidden_states):
-        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states))
+        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states))[0]
         return hidden_states + self.mlp(self.layer_norm2(hidden_states))
 
 
@@ -322,11 +399,14 @@ class WMLMVisionEncoder(nn.Module):
                              f"shape {tuple(pixel_values.shape)}; resize frames to encoder_configs['vision']"
                              f"['image_size']")
 
-    def forward(self, pixel_values):
+    def forward(self, pixel_values) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """-> (N, hidden) CLS output and the (N, 1 + patches, hidden) states after the embeddings and each layer."""
         hidden_states = self.embeddings(pixel_values.to(self.embeddings.patch_embedding.weight.dtype))
+        states = (hidden_states,)
         for layer in self.layers:
             hidden_states = layer(hidden_states)
-        return self.post_layernorm(hidden_states[:, 0])
+            states += (hidden_states,)
+        return self.post_layernorm(hidden_states[:, 0]), states
 
 
 ENCODER_CLASSES = {"beam": WMLMBeamEncoder, "vision": WMLMVisionEncoder, "gps": WMLMGPSEncoder}
@@ -353,6 +433,7 @@ class WMLMModalityEncoders(nn.Module):
             value = inputs.get(name)
             if value is None:
                 continue
+            check_tensor(name, value)
             if modality not in self.encoders:
                 raise ValueError(f"{name} was given, but {modality!r} is not in config.modalities "
                                  f"{self.config.modalities}")
@@ -373,24 +454,37 @@ class WMLMModalityEncoders(nn.Module):
         for modality in given:
             present[..., self.config.modality_index[modality]] = True
         if modality_mask is not None:
+            check_tensor("modality_mask", modality_mask)
             if modality_mask.shape != present.shape:
                 raise ValueError(f"modality_mask must have shape {tuple(present.shape)} (batch dims, one column per "
                                  f"modality in {self.config.modalities}), got {tuple(modality_mask.shape)}")
             present &= modality_mask.to(device=device, dtype=torch.bool)
+        for modality, value in given.items():
+            check_reading_values(INPUT_NAMES[modality], value, present[..., self.config.modality_index[modality]])
         return given, present
 
-    def forward(self, given: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
-        """-> (*batch, num_modalities, projection_dim); absent entries are zero and never reach an encoder."""
+    def forward(self, given: dict[str, torch.Tensor], present: torch.Tensor, output_hidden_states: bool = False):
+        """-> (*batch, num_modalities, projection_dim), absent entries zero, and per-modality encoder layer states.
+
+        Every row is encoded, so shapes never depend on the data (torch.export); a missing reading is replaced by
+        zeros before its encoder and its output by zeros after, so placeholder values (NaN too) never reach the
+        outputs or the gradients.
+        """
         dtype = self.projections[self.config.modalities[0]].weight.dtype
-        columns = []
+        batch_shape = present.shape[:-1]
+        columns, hidden_states = [], {}
         for modality, rows in zip(self.config.modalities, present.unbind(-1), strict=True):
-            column = present.new_zeros(*present.shape[:-1], self.config.projection_dim, dtype=dtype)
-            # Encoding only present rows keeps placeholder values (zeros, NaN) out of the outputs and gradients.
-            if modality in given and rows.any():
-                encoded = self.projections[modality](self.encoders[modality](given[modality][rows]))
-                column = column.index_put((rows,), encoded)
-            columns.append(column)
-        return torch.stack(columns, dim=-2)
+            if modality not in given:
+                columns.append(present.new_zeros(*batch_shape, self.config.projection_dim, dtype=dtype))
+                continue
+            value = given[modality].flatten(0, len(batch_shape) - 1)  # (N, *sample shape)
+            keep = rows.reshape(-1, *([1] * (value.dim() - 1)))
+            encoded, states = self.encoders[modality](torch.where(keep, value, torch.zeros_like(value)))
+            projected = self.projections[modality](encoded)  # (N, projection_dim)
+            columns.append(torch.where(rows.reshape(-1, 1), projected, 0).unflatten(0, batch_shape))
+            if output_hidden_states:
+                hidden_states[modality] = tuple(state.unflatten(0, batch_shape) for state in states)
+        return torch.stack(columns, dim=-2), hidden_states
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -422,8 +516,9 @@ class WMLMDecoderLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, hidden_states):
-        hidden_states = hidden_states + self.dropout(self.self_attn(self.input_layernorm(hidden_states)))
-        return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
+        attn_output, attn_weights = self.self_attn(self.input_layernorm(hidden_states))
+        hidden_states = hidden_states + self.dropout(attn_output)
+        return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states))), attn_weights
 
 
 class WMLMPreTrainedModel(PreTrainedModel):
@@ -481,20 +576,24 @@ class WMLMModel(WMLMPreTrainedModel):
         steps = present.shape[1]
         if steps > self.config.history_len:
             raise ValueError(f"inputs have {steps} time steps but config.history_len is {self.config.history_len}")
-        tokens = self.token_proj(self.encoders(given, present))  # (B, T, M, D)
+        tokens = self.token_proj(self.encoders(given, present)[0])  # (B, T, M, D)
         tokens = torch.where(present[..., None], tokens, self.absent_embeddings.weight.to(tokens.dtype))
         tokens = tokens + self.modality_embeddings.weight + self.time_embeddings.weight[:steps, None]
         return tokens.flatten(1, 2)
 
+    @can_return_tuple
     def forward(
         self,
         beam_power: torch.Tensor | None = None,  # (B, T, num_beams) linear power
-        pixel_values: torch.Tensor | None = None,  # (B, T, C, H, W)
-        gps_position: torch.Tensor | None = None,  # (B, T, 2) east/north metres
+        pixel_values: torch.Tensor | None = None,  # (B, T, C, H, W) scaled to [-1, 1]
+        gps_position: torch.Tensor | None = None,  # (B, T, 2) east/north metres from the base station
         modality_mask: torch.Tensor | None = None,  # (B, T, num_modalities), False marks a missing reading
-        output_hidden_states: bool = False,
-        **kwargs,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> WMLMModelOutput:
+        output_attentions = resolve_output_attentions(self.config, output_attentions)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         given, present = self.encoders.gather_inputs(
             2, modality_mask, beam_power=beam_power, pixel_values=pixel_values, gps_position=gps_position
         )
@@ -503,17 +602,32 @@ class WMLMModel(WMLMPreTrainedModel):
         queries = self.query_embeddings.weight + self.time_embeddings.weight[steps : steps + horizon]  # (H, D)
         hidden_states = torch.cat([history, queries.to(history.dtype).expand(history.shape[0], -1, -1)], dim=1)
         all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
+            hidden_states, attn_weights = layer(hidden_states)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attn_weights,)
         hidden_states = self.norm(hidden_states)
         return WMLMModelOutput(
             last_hidden_state=hidden_states,
             future_hidden_states=hidden_states[:, -horizon:],
             modality_mask=present,
             hidden_states=all_hidden_states,
+            attentions=all_attentions,
         )
+
+
+def resolve_output_attentions(config: WMLMConfig, output_attentions: bool | None) -> bool:
+    """Attention weights exist only on the eager path (fused kernels never form them), so say so, never drop them."""
+    if output_attentions is None:
+        output_attentions = config.output_attentions
+    if output_attentions and config._attn_implementation != "eager":
+        raise ValueError(f"output_attentions=True needs the eager attention path, but attn_implementation is "
+                         f"{config._attn_implementation!r}; load with from_pretrained(..., attn_implementation="
+                         f"'eager') or call model.set_attn_implementation('eager')")
+    return output_attentions
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -536,19 +650,24 @@ class WMLMForContrastiveAlignment(WMLMPreTrainedModel):
             return [(a, b) for i, a in enumerate(modalities) for b in modalities[i + 1 :]]
         return [(anchor, m) for m in modalities if m != anchor] if anchor in given else []
 
+    @can_return_tuple
     def forward(
         self,
-        beam_power: torch.Tensor | None = None,  # (B, num_beams)
-        pixel_values: torch.Tensor | None = None,  # (B, C, H, W)
-        gps_position: torch.Tensor | None = None,  # (B, 2)
+        beam_power: torch.Tensor | None = None,  # (B, num_beams) linear power
+        pixel_values: torch.Tensor | None = None,  # (B, C, H, W) scaled to [-1, 1]
+        gps_position: torch.Tensor | None = None,  # (B, 2) east/north metres from the base station
         modality_mask: torch.Tensor | None = None,  # (B, num_modalities)
-        return_loss: bool = True,
-        **kwargs,
+        return_loss: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> WMLMContrastiveOutput:
+        """As `CLIPModel`, the loss is computed only with `return_loss=True`: inference on one sample is fine."""
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         given, present = self.encoders.gather_inputs(
             1, modality_mask, beam_power=beam_power, pixel_values=pixel_values, gps_position=gps_position
         )
-        embeddings = F.normalize(self.encoders(given, present), dim=-1)  # (B, M, P)
+        encoded, hidden_states = self.encoders(given, present, output_hidden_states)
+        embeddings = F.normalize(encoded, dim=-1)  # (B, M, P)
         logit_scale = self.logit_scale.exp().clamp(max=100)  # CLIP's cap keeps the temperature from collapsing
         logits_per_pair, losses = {}, []
         for a, b in self.alignment_pairs(given):
@@ -562,8 +681,9 @@ class WMLMForContrastiveAlignment(WMLMPreTrainedModel):
         loss = None
         if return_loss:
             if not losses:
-                raise ValueError(f"no aligned pair has two samples with both modalities present; anchor is "
-                                 f"{self.config.anchor_modality!r} and the batch has {sorted(given)}")
+                raise ValueError(f"no aligned pair has two samples with both modalities present (InfoNCE needs "
+                                 f"negatives); anchor is {self.config.anchor_modality!r} and the batch has "
+                                 f"{sorted(given)}")
             loss = torch.stack(losses).sum()
         return WMLMContrastiveOutput(
             loss=loss,
@@ -571,6 +691,7 @@ class WMLMForContrastiveAlignment(WMLMPreTrainedModel):
             embeddings={m: embeddings[:, self.config.modality_index[m]] for m in given},
             modality_mask=present,
             logit_scale=logit_scale,
+            hidden_states=hidden_states if output_hidden_states else None,
         )
 
 
@@ -587,12 +708,27 @@ class WMLMForBeamPrediction(WMLMPreTrainedModel):
         self.beam_head = nn.Linear(config.hidden_size, config.num_beams)
         self.post_init()
 
-    def forward(self, labels: torch.Tensor | None = None, output_hidden_states: bool = False, **inputs):
-        """labels: (B, horizon) 0-based beam indices, -100 to ignore. Other inputs as `WMLMModel.forward`."""
-        outputs = self.wmlm(output_hidden_states=output_hidden_states, **inputs)
+    @can_return_tuple
+    def forward(
+        self,
+        beam_power: torch.Tensor | None = None,  # (B, T, num_beams) linear power
+        pixel_values: torch.Tensor | None = None,  # (B, T, C, H, W) scaled to [-1, 1]
+        gps_position: torch.Tensor | None = None,  # (B, T, 2) east/north metres from the base station
+        modality_mask: torch.Tensor | None = None,  # (B, T, num_modalities), False marks a missing reading
+        labels: torch.Tensor | None = None,  # (B, horizon) 0-based beam indices, -100 to ignore
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> WMLMBeamPredictionOutput:
+        outputs = self.wmlm(beam_power=beam_power, pixel_values=pixel_values, gps_position=gps_position,
+                            modality_mask=modality_mask, output_attentions=output_attentions,
+                            output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.beam_head(outputs.future_hidden_states)  # (B, H, num_beams)
-        loss = None if labels is None else beam_prediction_loss(logits, labels, self.config)
-        return WMLMBeamPredictionOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        loss = None
+        if labels is not None:
+            check_labels(labels, self.config, (logits.shape[0], self.config.horizon), "beam prediction")
+            loss = beam_prediction_loss(logits, labels, self.config)
+        return WMLMBeamPredictionOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
 
 
 class WMLMForPowerForecast(WMLMPreTrainedModel):
@@ -604,21 +740,35 @@ class WMLMForPowerForecast(WMLMPreTrainedModel):
         self.power_head = nn.Linear(config.hidden_size, config.num_beams)
         self.post_init()
 
-    def forward(self, labels: torch.Tensor | None = None, output_hidden_states: bool = False, **inputs):
-        """labels: (B, horizon, num_beams) future linear power. Other inputs as `WMLMModel.forward`.
-
-        The head predicts power relative to the strongest beam seen in the history, so one model spans sites whose
-        received power differs by orders of magnitude; outputs are scaled back to input units.
-        """
-        outputs = self.wmlm(output_hidden_states=output_hidden_states, **inputs)
-        power = inputs.get("beam_power")
-        scale = 1.0 if power is None else power.float().amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)  # (B, 1, 1)
+    @can_return_tuple
+    def forward(
+        self,
+        beam_power: torch.Tensor | None = None,  # (B, T, num_beams) linear power
+        pixel_values: torch.Tensor | None = None,  # (B, T, C, H, W) scaled to [-1, 1]
+        gps_position: torch.Tensor | None = None,  # (B, T, 2) east/north metres from the base station
+        modality_mask: torch.Tensor | None = None,  # (B, T, num_modalities), False marks a missing reading
+        labels: torch.Tensor | None = None,  # (B, horizon, num_beams) future linear power
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> WMLMPowerForecastOutput:
+        """The head predicts power relative to the strongest beam seen in the history, so one model spans sites whose
+        received power differs by orders of magnitude; outputs are scaled back to input units."""
+        outputs = self.wmlm(beam_power=beam_power, pixel_values=pixel_values, gps_position=gps_position,
+                            modality_mask=modality_mask, output_attentions=output_attentions,
+                            output_hidden_states=output_hidden_states, return_dict=True)
+        scale = 1.0 if beam_power is None else beam_power.float().amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         relative = F.softplus(self.power_head(outputs.future_hidden_states).float())  # (B, H, num_beams)
-        loss = None if labels is None else power_nmse(relative, labels.float() / scale)
-        return WMLMPowerForecastOutput(loss=loss, predicted_power=relative * scale, hidden_states=outputs.hidden_states)
+        loss = None
+        if labels is not None:
+            check_labels(labels, self.config, (relative.shape[0], self.config.horizon, self.config.num_beams),
+                         "power forecast")
+            loss = power_nmse(relative, labels.float() / scale)
+        return WMLMPowerForecastOutput(loss=loss, predicted_power=relative * scale,
+                                       hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
 __all__ = [
+    "BACKBONE_LORA_TARGET_MODULES",
     "WMLMPreTrainedModel",
     "WMLMModel",
     "WMLMForContrastiveAlignment",

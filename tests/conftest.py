@@ -19,7 +19,7 @@ def make_inputs(config, batch=4, steps=None, seed=0):
     if "vision" in config.modalities:
         vision = config.encoder_configs["vision"]
         shape = (vision["num_channels"], vision["image_size"], vision["image_size"])
-        inputs["pixel_values"] = torch.randn(*lead, *shape, generator=generator)
+        inputs["pixel_values"] = 2 * torch.rand(*lead, *shape, generator=generator) - 1  # processor scaling
     if "gps" in config.modalities:
         inputs["gps_position"] = 80 * torch.randn(*lead, 2, generator=generator)
     return inputs

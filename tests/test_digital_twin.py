@@ -11,7 +11,7 @@ from dataset_scripts.deepsense6g import DeepSense6G, DeepSenseRowError, export_p
 from dataset_scripts.digital_twin import PRESETS, ArrayCodebook, generate_scenario
 from dataset_scripts.digital_twin.__main__ import main as twin_cli
 from dataset_scripts.digital_twin.sanity import modality_accuracy
-from dataset_scripts.geo import enu_to_latlon, latlon_to_enu
+from modeling_wmlm.geo import enu_to_latlon, latlon_to_enu
 
 SMALL = {"num_samples": 120, "image_size": (64, 36)}
 

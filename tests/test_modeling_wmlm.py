@@ -1,5 +1,6 @@
 """Model tests on the tiny preset, in the spirit of transformers' model testers."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -17,15 +18,19 @@ from transformers import (
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
     AutoModelForTimeSeriesPrediction,
+    Trainer,
+    TrainingArguments,
 )
 
 from modeling_wmlm import (
+    BACKBONE_LORA_TARGET_MODULES,
     PRESETS,
     WMLMConfig,
     WMLMForBeamPrediction,
     WMLMForContrastiveAlignment,
     WMLMForPowerForecast,
     WMLMModel,
+    WMLMProcessor,
 )
 from modeling_wmlm.modeling_wmlm import neighbour_smoothed_targets
 
@@ -209,6 +214,8 @@ def test_gradient_checkpointing_gives_same_loss_and_grads(tiny_config, model_cla
     inputs = model_inputs(model_class, tiny_config)
     if model_class is WMLMForBeamPrediction:
         inputs["labels"] = torch.randint(0, 64, (4, 3))
+    else:
+        inputs["return_loss"] = True
 
     def loss_and_grads():
         model.zero_grad()
@@ -264,7 +271,7 @@ def test_contrastive_pairs_follow_anchor_and_presence(tiny_config):
     inputs = make_inputs(tiny_config, batch=6)
     mask = torch.ones(6, 3, dtype=torch.bool)
     mask[:2, tiny_config.modality_index["vision"]] = False
-    outputs = WMLMForContrastiveAlignment(tiny_config)(**inputs, modality_mask=mask)
+    outputs = WMLMForContrastiveAlignment(tiny_config)(**inputs, modality_mask=mask, return_loss=True)
     assert set(outputs.logits_per_pair) == {"beam-vision", "beam-gps"}
     assert outputs.logits_per_pair["beam-vision"].shape == (4, 4)
     assert outputs.logits_per_pair["beam-gps"].shape == (6, 6)
@@ -276,13 +283,13 @@ def test_contrastive_pairs_follow_anchor_and_presence(tiny_config):
     vision_anchor = WMLMForContrastiveAlignment(WMLMConfig.from_preset("wmlm-tiny", anchor_modality="vision"))
     assert set(vision_anchor(**inputs).logits_per_pair) == {"vision-beam", "vision-gps"}
     with pytest.raises(ValueError, match="no aligned pair"):
-        vision_anchor(beam_power=inputs["beam_power"], gps_position=inputs["gps_position"])
+        vision_anchor(beam_power=inputs["beam_power"], gps_position=inputs["gps_position"], return_loss=True)
 
 
 def test_contrastive_loss_is_symmetric_infonce(tiny_config):
     config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
     model = WMLMForContrastiveAlignment(config)
-    outputs = model(**make_inputs(config, batch=5))
+    outputs = model(**make_inputs(config, batch=5), return_loss=True)
     logits = outputs.logits_per_pair["beam-gps"]
     targets = torch.arange(5)
     expected = (torch.nn.functional.cross_entropy(logits, targets)
@@ -307,7 +314,8 @@ def overfit(model, inputs, steps=60, lr=1e-3):
 
 def test_alignment_overfits_a_tiny_batch(tiny_config):
     torch.manual_seed(0)
-    losses = overfit(WMLMForContrastiveAlignment(tiny_config), make_inputs(tiny_config, batch=8))
+    inputs = {**make_inputs(tiny_config, batch=8), "return_loss": True}
+    losses = overfit(WMLMForContrastiveAlignment(tiny_config), inputs)
     assert losses[-1] < 0.25 * losses[0], losses[::10]
 
 
@@ -352,7 +360,8 @@ def test_neighbour_label_smoothing():
 
 def test_stage2_loads_stage1_encoders(tmp_path, tiny_config):
     stage1 = WMLMForContrastiveAlignment(tiny_config)
-    overfit(stage1, make_inputs(tiny_config, batch=8), steps=3)  # move away from the initialisation
+    # Move away from the initialisation.
+    overfit(stage1, {**make_inputs(tiny_config, batch=8), "return_loss": True}, steps=3)
     stage1.save_pretrained(tmp_path / "stage1")
     stage2 = WMLMForBeamPrediction(tiny_config).load_alignment_encoders(str(tmp_path / "stage1"))
     for name, tensor in stage1.encoders.state_dict().items():
@@ -395,3 +404,212 @@ def test_preset_parameter_counts_on_meta_device():
     assert counts["wmlm-tiny"] < 100_000
     assert 2.3e9 <= counts["wmlm-2.4b"] <= 2.5e9, counts
     print(json.dumps(counts))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The behaviour every transformers model has (checked against ModelTesterMixin's expectations)
+
+
+@pytest.mark.parametrize("model_class", STAGE2_CLASSES)
+def test_hidden_states_from_argument_and_config(tiny_config, model_class):
+    inputs = model_inputs(model_class, tiny_config)
+    model = model_class(tiny_config).eval()
+    with torch.no_grad():
+        assert model(**inputs).hidden_states is None
+        from_argument = model(**inputs, output_hidden_states=True).hidden_states
+    assert len(from_argument) == tiny_config.num_hidden_layers + 1
+    tokens = tiny_config.history_len * len(tiny_config.modalities) + tiny_config.horizon
+    assert from_argument[0].shape == (4, tokens, tiny_config.hidden_size)
+    config = WMLMConfig.from_preset("wmlm-tiny", output_hidden_states=True)
+    with torch.no_grad():
+        from_config = model_class(config).eval()(**inputs).hidden_states
+    assert len(from_config) == config.num_hidden_layers + 1
+
+
+@pytest.mark.parametrize("model_class", ALL_CLASSES)
+def test_return_dict_false_gives_a_tuple(tiny_config, model_class):
+    inputs = model_inputs(model_class, tiny_config)
+    model = model_class(tiny_config).eval()
+    with torch.no_grad():
+        as_dict = model(**inputs)
+        as_tuple = model(**inputs, return_dict=False)
+        from_config = model_class(WMLMConfig.from_preset("wmlm-tiny", return_dict=False)).eval()(**inputs)
+    assert isinstance(as_tuple, tuple) and isinstance(from_config, tuple)
+    torch.testing.assert_close(as_tuple[0], as_dict.to_tuple()[0])
+
+
+@pytest.mark.parametrize("model_class", STAGE2_CLASSES)
+def test_output_attentions_on_eager_and_a_clear_error_otherwise(tiny_config, model_class):
+    inputs = model_inputs(model_class, tiny_config)
+    model = model_class(tiny_config).eval()
+    with pytest.raises(ValueError, match="attn_implementation='eager'"):
+        model(**inputs, output_attentions=True)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        attentions = model(**inputs, output_attentions=True).attentions
+    tokens = tiny_config.history_len * len(tiny_config.modalities) + tiny_config.horizon
+    assert len(attentions) == tiny_config.num_hidden_layers
+    assert attentions[0].shape == (4, tiny_config.num_attention_heads, tokens, tokens)
+    torch.testing.assert_close(attentions[0].sum(-1), torch.ones(4, tiny_config.num_attention_heads, tokens))
+    assert (attentions[0].triu(1) == 0).all()  # causal
+
+
+@pytest.mark.parametrize("model_class", ALL_CLASSES)
+def test_forward_signature_spells_out_every_input(model_class):
+    parameters = inspect.signature(model_class.forward).parameters
+    assert list(parameters)[1:5] == ["beam_power", "pixel_values", "gps_position", "modality_mask"]
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    assert model_class.main_input_name == "beam_power"
+    if model_class in (WMLMForBeamPrediction, WMLMForPowerForecast):
+        assert "labels" in parameters
+
+
+def test_misspelled_input_is_an_error_and_trainer_keeps_the_inputs(tmp_path, tiny_config):
+    model = WMLMForBeamPrediction(tiny_config)
+    inputs = make_inputs(tiny_config, batch=2, steps=5)
+    with pytest.raises(TypeError, match="gps_positon"):
+        model(beam_power=inputs["beam_power"], gps_positon=inputs["gps_position"])
+    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+    trainer._set_signature_columns_if_needed()
+    assert {"beam_power", "pixel_values", "gps_position", "modality_mask", "labels"} <= set(
+        trainer._signature_columns)
+
+
+def test_alignment_infers_on_one_sample_and_returns_encoder_states(tiny_config):
+    model = WMLMForContrastiveAlignment(tiny_config).eval()
+    one = make_inputs(tiny_config, batch=1)
+    with torch.no_grad():
+        outputs = model(**one, output_hidden_states=True)
+    assert outputs.loss is None and outputs.embeddings["beam"].shape == (1, tiny_config.projection_dim)
+    assert set(outputs.hidden_states) == {"beam", "vision", "gps"}
+    vision = tiny_config.encoder_configs["vision"]
+    patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    assert len(outputs.hidden_states["vision"]) == vision["num_layers"] + 1
+    assert outputs.hidden_states["vision"][-1].shape == (1, patches + 1, vision["hidden_size"])
+    assert len(outputs.hidden_states["beam"]) == tiny_config.encoder_configs["beam"]["num_layers"] + 1
+    with pytest.raises(ValueError, match="InfoNCE needs negatives"):
+        model(**one, return_loss=True)
+
+
+def test_num_labels_is_the_codebook(tmp_path, tiny_config):
+    assert tiny_config.num_labels == tiny_config.num_beams == 64
+    WMLMForBeamPrediction(tiny_config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="num_labels=42 but WMLM predicts one of num_beams=64"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=42)
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=64).config.num_labels == 64
+    assert WMLMConfig.from_preset("wmlm-tiny", num_beams=32).num_labels == 32
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Inputs are checked, not trusted
+
+
+def bad_input_cases(config):
+    def with_value(name, fill):
+        def change(inputs):
+            inputs[name] = inputs[name].clone()
+            inputs[name][0, 1, ...] = fill
+        return change
+
+    def replace(name, make):
+        def change(inputs):
+            inputs[name] = make(inputs[name])
+        return change
+
+    return [
+        (with_value("beam_power", float("nan")), ValueError, "modality_mask"),
+        (with_value("gps_position", float("inf")), ValueError, "NaN or inf"),
+        (with_value("beam_power", -3.0), ValueError, "linear received power"),
+        (replace("pixel_values", lambda x: ((x + 1) * 127.5).to(torch.uint8)), ValueError, "dtype torch.uint8"),
+        (replace("pixel_values", lambda x: (x + 1) * 127.5), ValueError, r"scaled to \[-1, 1\]"),
+        (replace("beam_power", lambda x: x.numpy()), TypeError, "WMLMProcessor"),
+        (replace("gps_position", lambda x: x.tolist()), TypeError, "must be a torch.Tensor"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_bad_inputs_get_a_clear_error(tiny_config, case):
+    change, error, message = bad_input_cases(tiny_config)[case]
+    inputs = make_inputs(tiny_config, batch=2, steps=5)
+    change(inputs)
+    with pytest.raises(error, match=message):
+        WMLMForBeamPrediction(tiny_config)(**inputs)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (torch.tensor([[0, 1, 64], [0, 1, 2]]), r"0-based integer beam indices in \[0, 64\)"),
+        (torch.tensor([[-1, 1, 2], [0, 1, 2]]), "0-based"),
+        (torch.zeros(2, 4, dtype=torch.long), r"shape \(2, 3\)"),
+        (torch.zeros(2, dtype=torch.long), r"shape \(2, 3\)"),
+        (torch.zeros(2, 3), "integer"),
+    ],
+)
+def test_bad_beam_labels_get_a_clear_error(tiny_config, labels, message):
+    with pytest.raises(ValueError, match=message):
+        WMLMForBeamPrediction(tiny_config)(**make_inputs(tiny_config, batch=2, steps=5), labels=labels)
+
+
+def test_bad_power_labels_get_a_clear_error(tiny_config):
+    model = WMLMForPowerForecast(tiny_config)
+    inputs = make_inputs(tiny_config, batch=2, steps=5)
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 64\)"):
+        model(**inputs, labels=torch.rand(2, 4, 64))
+    with pytest.raises(ValueError, match="non-negative linear power"):
+        model(**inputs, labels=-torch.rand(2, 3, 64))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Normalisation and LoRA targets
+
+
+def beam_features(config, power):
+    return WMLMForBeamPrediction(config).wmlm.encoders.encoders["beam"].normalise(power)
+
+
+def test_minmax_power_transform_is_scale_free_and_spans_the_unit_interval():
+    config = WMLMConfig.from_preset("wmlm-tiny")
+    assert config.encoder_configs["beam"]["power_transform"] == "log_minmax"
+    decibels = torch.tensor([[0.0, -3.0, -6.0, -1.5] + [-6.0] * 60])
+    features = beam_features(config, 10 ** (decibels / 10))
+    torch.testing.assert_close(features[0, :4], torch.tensor([1.0, 0.5, 0.0, 0.75]))
+    torch.testing.assert_close(beam_features(config, 1e-7 * 10 ** (decibels / 10)), features)
+    old = WMLMConfig.from_preset("wmlm-tiny", encoder_configs={"beam": {"power_transform": "log"}})
+    assert beam_features(old, 10 ** (decibels / 10)).min() == pytest.approx(0.85)  # why the floor was replaced
+
+
+def test_fitted_normalisation_statistics(tiny_config):
+    processor = WMLMProcessor.from_config(tiny_config)
+    decibels = torch.tensor([[0.0] * 32 + [-4.0] * 32, [0.0] * 16 + [-2.0] * 48])
+    positions = torch.tensor([[10.0, 0.0], [30.0, 0.0], [float("nan"), float("nan")]])
+    config = WMLMConfig.from_preset("wmlm-tiny", encoder_configs={"beam": {"power_transform": "log_standardize"}})
+    with pytest.raises(ValueError, match="fit_normalization"):
+        beam_features(config, torch.rand(2, 64))
+    fitted = processor.fit_normalization(config, beam_power=(10 ** (decibels / 10)).numpy(),
+                                         gps_position=positions.numpy())
+    beam, gps = fitted.encoder_configs["beam"], fitted.encoder_configs["gps"]
+    assert beam["power_mean_db"] == pytest.approx(decibels.mean().item(), abs=1e-5)
+    assert beam["power_std_db"] == pytest.approx(decibels.std(unbiased=False).item(), abs=1e-5)
+    assert gps["position_center_m"] == pytest.approx([20.0, 0.0]) and gps["position_scale_m"] == pytest.approx(10.0)
+    assert config.encoder_configs["gps"]["position_scale_m"] == 100.0  # the input config is left alone
+    standardised = beam_features(fitted, 10 ** (decibels / 10))
+    assert standardised.mean().item() == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises((ValueError, StrictDataclassError), match="power_std_db must be positive"):
+        WMLMConfig.from_preset("wmlm-tiny", encoder_configs={"beam": {"power_std_db": 0.0}})
+
+
+def test_backbone_lora_targets_leave_the_encoders_alone(tiny_config):
+    lora = get_peft_model(WMLMForBeamPrediction(tiny_config),
+                          LoraConfig(r=4, target_modules=BACKBONE_LORA_TARGET_MODULES, modules_to_save=["beam_head"]))
+    adapted = {n.split(".lora_A")[0] for n, _ in lora.named_parameters() if ".lora_A" in n}
+    per_layer = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+                 "mlp.up_proj", "mlp.down_proj"]
+    expected = {f"base_model.model.wmlm.layers.{i}.{m}" for i in range(tiny_config.num_hidden_layers)
+                for m in per_layer}
+    assert adapted == expected
+    assert not any("encoders" in n for n, p in lora.named_parameters() if p.requires_grad)
+    # The llama-style name list also matches the vision encoder's attention, which is why the regex exists.
+    names = LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    llama_style = get_peft_model(WMLMForBeamPrediction(tiny_config), names)
+    assert any("encoders.vision" in n for n, _ in llama_style.named_parameters() if ".lora_A" in n)

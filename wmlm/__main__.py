@@ -16,9 +16,9 @@ from transformers import AutoModelForSequenceClassification, HfArgumentParser
 
 from dataset_scripts.deepsense6g import load_deepsense6g
 from dataset_scripts.digital_twin import generate_scenarios
-from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction
+from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMProcessor
 
-from .data import WindowCollator
+from .data import WindowCollator, fit_normalization, window_kwargs
 
 
 @dataclass
@@ -52,15 +52,17 @@ def main(argv=None):
     folders = generate_scenarios(out / "twin", args.twin_presets, num_samples=args.num_samples, seed=args.seed,
                                  image_size=(160, 90))
     print(f"twin: wrote {[f.name for f in folders]} ({args.num_samples} samples each) under {out / 'twin'}")
+    config = WMLMConfig.from_preset(args.model_preset)
     data = load_deepsense6g(folders, "beam_prediction", cache_dir=str(out / "cache"), split_seed=args.seed,
-                            split_fractions=(0.8, 0.0, 0.2))
+                            split_fractions=(0.8, 0.0, 0.2), **window_kwargs(config))
     print(f"dataset: {', '.join(f'{s} {len(d)} windows' for s, d in data.items())}")
     if set(data) != {"train", "test"}:
         raise SystemExit(f"too few sequences for a train/test split ({sorted(data)}); raise --num_samples")
 
-    config = WMLMConfig.from_preset(args.model_preset)
+    processor = WMLMProcessor.from_config(config)
+    config = fit_normalization(processor, config, data["train"])
     model = WMLMForBeamPrediction(config)
-    collate = WindowCollator(config)
+    collate = WindowCollator(processor)
     train = DataLoader(data["train"], batch_size=args.batch_size, shuffle=True, collate_fn=collate)
     test = DataLoader(data["test"], batch_size=args.batch_size, collate_fn=collate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
@@ -85,6 +87,7 @@ def main(argv=None):
           f"last seen beam {last_beam:.3f})")
 
     model.save_pretrained(out / "model")
+    processor.save_pretrained(out / "model")
     reloaded = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
     batch = {k: v for k, v in next(iter(test)).items() if k != "labels"}
     with torch.no_grad():

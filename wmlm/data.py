@@ -1,42 +1,58 @@
-"""Turn DeepSense6G window examples into the tensors `WMLMForBeamPrediction` and `WMLMForPowerForecast` take."""
+"""From DeepSense6G window examples to model inputs, through the model's processor.
+
+The model config is the one source of truth for the window shape: build the dataset with `window_kwargs(config)`,
+and the collator checks every example against it.
+"""
 
 import numpy as np
 import torch
 
-from modeling_wmlm import WMLMConfig
+from modeling_wmlm import WMLMConfig, WMLMProcessor
+
+
+def window_kwargs(config: WMLMConfig) -> dict:
+    """DeepSense6G builder arguments for windows that fit `config`: history, horizon and codebook size."""
+    return {"history_len": config.history_len, "horizon": config.horizon, "num_beams": config.num_beams}
 
 
 class WindowCollator:
-    """Batches `beam_prediction` / `power_forecast` examples.
+    """Batches `beam_prediction` / `power_forecast` examples with a `WMLMProcessor`.
 
-    Frames are resized to the vision encoder's square input and scaled to [-1, 1]; a step whose frame or GPS fix is
-    missing is marked absent in `modality_mask`, so the model never sees a placeholder as a reading.
+    A step whose frame or GPS fix is missing is marked absent in `modality_mask`. A modality that no example in the
+    batch has (a site without a camera) is not passed at all, so its encoder does no work.
     """
 
-    def __init__(self, config: WMLMConfig):
-        self.config = config
-        vision = config.encoder_configs.get("vision")
-        self.image_size = vision["image_size"] if vision else None
+    def __init__(self, processor: WMLMProcessor):
+        self.processor = processor
+        self.modalities = processor.feature_extractor.modalities
 
-    def pixels(self, image) -> np.ndarray:
-        if image is None:
-            return np.zeros((3, self.image_size, self.image_size), np.float32)
-        resized = image.convert("RGB").resize((self.image_size, self.image_size))
-        return (np.asarray(resized, np.float32).transpose(2, 0, 1) / 127.5) - 1.0
+    def check_window(self, example: dict):
+        extractor = self.processor.feature_extractor
+        history, labels = np.shape(example["beam_power"]), np.shape(example["labels"])
+        if history[0] != extractor.history_len or labels[0] != extractor.horizon:
+            raise ValueError(f"a dataset window has {history[0]} past and {labels[0]} future steps, but the model "
+                             f"expects history_len={extractor.history_len}, horizon={extractor.horizon}; build the "
+                             f"dataset with wmlm.data.window_kwargs(config)")
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        batch = {"beam_power": torch.tensor(np.array([e["beam_power"] for e in examples]), dtype=torch.float32)}
-        steps = batch["beam_power"].shape[1]
-        mask = torch.ones(len(examples), steps, len(self.config.modalities), dtype=torch.bool)
-        index = self.config.modality_index
-        if "gps" in index:
-            batch["gps_position"] = torch.tensor(np.array([e["gps_position"] for e in examples]), dtype=torch.float32)
-            mask[..., index["gps"]] = torch.tensor([e["has_gps"] for e in examples])
-        if "vision" in index:
-            frames = [[self.pixels(image) for image in e["image"]] for e in examples]
-            batch["pixel_values"] = torch.tensor(np.array(frames))
-            mask[..., index["vision"]] = torch.tensor([e["has_image"] for e in examples])
-        batch["modality_mask"] = mask
-        labels = np.array([e["labels"] for e in examples])
-        batch["labels"] = torch.tensor(labels, dtype=torch.long if labels.dtype.kind == "i" else torch.float32)
-        return batch
+        for example in examples:
+            self.check_window(example)
+        inputs = {"beam_power": [e["beam_power"] for e in examples], "labels": [e["labels"] for e in examples]}
+        if "gps" in self.modalities and any(any(e["has_gps"]) for e in examples):
+            inputs["gps_position"] = [[p if ok else None for p, ok in zip(e["gps_position"], e["has_gps"], strict=True)]
+                                      for e in examples]
+        if "vision" in self.modalities and any(any(e["has_image"]) for e in examples):
+            inputs["images"] = [e["image"] for e in examples]
+        return dict(self.processor(**inputs))
+
+
+def fit_normalization(processor: WMLMProcessor, config: WMLMConfig, train_split) -> WMLMConfig:
+    """`config` with the encoders' statistics fitted on a training split of windows or samples."""
+    gps = None
+    if "gps_position" in train_split.column_names:
+        present = np.array(train_split["has_gps"]) if "has_gps" in train_split.column_names else None
+        positions = [p if p is not None else [np.nan, np.nan] for p in train_split["gps_position"]]
+        gps = np.array(positions, np.float64)
+        if present is not None:
+            gps[~present] = np.nan
+    return processor.fit_normalization(config, beam_power=np.array(train_split["beam_power"]), gps_position=gps)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..geo import latlon_to_enu
+from modeling_wmlm.geo import latlon_to_enu
 
 # Canonical field -> the CSV headers that real releases use for it (compared lower-cased, stripped).
 COLUMN_ALIASES = {

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geo import enu_to_latlon
+from modeling_wmlm.geo import enu_to_latlon
+
 from .camera import Box, Camera, Scene, render
 from .channel import ArrayCodebook, beam_powers
 from .channel import Path as RadioPath
