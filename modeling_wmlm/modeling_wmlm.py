@@ -145,6 +145,31 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
 
 
+def gather_across_ranks(embeddings: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, M, P) embeddings and (B, M) masks of every rank, concatenated in rank order (open_clip's gather_features).
+
+    The all-gather is differentiable: each rank's loss sees every rank's features as negatives, and gradients flow
+    back to the rank that computed them, so after DDP's gradient averaging 2 ranks of B train exactly as 1 of 2B.
+    """
+    import torch.distributed as dist
+    import torch.distributed.nn.functional as dist_nn
+
+    sizes = [torch.zeros(1, dtype=torch.long, device=embeddings.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([embeddings.shape[0]], device=embeddings.device))
+    if len({int(size) for size in sizes}) != 1:
+        raise ValueError(f"ranks hold different batch sizes {[int(size) for size in sizes]}; gathered InfoNCE needs "
+                         f"equal ones: set dataloader_drop_last=True")
+    masks = [torch.zeros_like(present) for _ in sizes]
+    dist.all_gather(masks, present.contiguous())
+    return torch.cat(dist_nn.all_gather(embeddings.contiguous()), dim=0), torch.cat(masks, dim=0)
+
+
+def is_distributed_training(module: nn.Module) -> bool:
+    import torch.distributed as dist
+
+    return module.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def neighbour_smoothed_targets(labels: torch.Tensor, num_beams: int, smoothing: float, window: int) -> torch.Tensor:
     """(N,) beam indices -> (N, num_beams) targets with `smoothing` spread over the +-`window` codebook neighbours.
 
@@ -650,6 +675,17 @@ class WMLMForContrastiveAlignment(WMLMPreTrainedModel):
             return [(a, b) for i, a in enumerate(modalities) for b in modalities[i + 1 :]]
         return [(anchor, m) for m in modalities if m != anchor] if anchor in given else []
 
+    def pair_logits(self, embeddings, present, logit_scale, pairs) -> dict[str, torch.Tensor]:
+        """{"a-b": (n, n)} similarity logits over the n >= 1 samples that have both modalities. With n = 1 there is
+        no negative and the pair's InfoNCE is zero."""
+        logits_per_pair = {}
+        for a, b in pairs:
+            ia, ib = self.config.modality_index[a], self.config.modality_index[b]
+            rows = present[:, ia] & present[:, ib]
+            if rows.any():
+                logits_per_pair[f"{a}-{b}"] = logit_scale * embeddings[rows, ia] @ embeddings[rows, ib].t()
+        return logits_per_pair
+
     @can_return_tuple
     def forward(
         self,
@@ -669,22 +705,18 @@ class WMLMForContrastiveAlignment(WMLMPreTrainedModel):
         encoded, hidden_states = self.encoders(given, present, output_hidden_states)
         embeddings = F.normalize(encoded, dim=-1)  # (B, M, P)
         logit_scale = self.logit_scale.exp().clamp(max=100)  # CLIP's cap keeps the temperature from collapsing
-        logits_per_pair, losses = {}, []
-        for a, b in self.alignment_pairs(given):
-            ia, ib = self.config.modality_index[a], self.config.modality_index[b]
-            rows = present[:, ia] & present[:, ib]
-            if rows.sum() < 2:  # InfoNCE needs negatives
-                continue
-            logits = logit_scale * embeddings[rows, ia] @ embeddings[rows, ib].t()
-            logits_per_pair[f"{a}-{b}"] = logits
-            losses.append(contrastive_loss(logits.float()))
+        pairs = self.alignment_pairs(given)
+        logits_per_pair = self.pair_logits(embeddings, present, logit_scale, pairs)
         loss = None
         if return_loss:
-            if not losses:
-                raise ValueError(f"no aligned pair has two samples with both modalities present (InfoNCE needs "
-                                 f"negatives); anchor is {self.config.anchor_modality!r} and the batch has "
-                                 f"{sorted(given)}")
-            loss = torch.stack(losses).sum()
+            if is_distributed_training(self):  # negatives from the global batch, as open_clip
+                logits_for_loss = self.pair_logits(*gather_across_ranks(embeddings, present), logit_scale, pairs)
+            else:
+                logits_for_loss = logits_per_pair
+            if not logits_for_loss:
+                raise ValueError(f"no sample has both modalities of an aligned pair; anchor is "
+                                 f"{self.config.anchor_modality!r} and the batch has {sorted(given)}")
+            loss = torch.stack([contrastive_loss(logits.float()) for logits in logits_for_loss.values()]).sum()
         return WMLMContrastiveOutput(
             loss=loss,
             logits_per_pair=logits_per_pair,

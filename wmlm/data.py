@@ -56,3 +56,19 @@ def fit_normalization(processor: WMLMProcessor, config: WMLMConfig, train_split)
         if present is not None:
             gps[~present] = np.nan
     return processor.fit_normalization(config, beam_power=np.array(train_split["beam_power"]), gps_position=gps)
+
+
+class SampleCollator:
+    """Batches `samples` examples (one measurement each) for stage-1 alignment, asking the model for its loss."""
+
+    def __init__(self, processor: WMLMProcessor):
+        self.processor = processor
+        self.modalities = processor.feature_extractor.modalities
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = {"beam_power": [e["beam_power"] for e in examples]}
+        if "gps" in self.modalities and any(e["gps_position"] is not None for e in examples):
+            inputs["gps_position"] = [e["gps_position"] for e in examples]
+        if "vision" in self.modalities and any(e["image"] is not None for e in examples):
+            inputs["images"] = [e["image"] for e in examples]
+        return {**self.processor(**inputs), "return_loss": True}

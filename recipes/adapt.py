@@ -1,0 +1,9 @@
+"""Stage script; the code lives in `wmlm.adapt` so that the installed `wmlm adapt` command runs the same thing.
+
+    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/adapt.py RECIPE.yaml [--key value ...]
+"""
+
+from wmlm.adapt import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Stage script; the code lives in `wmlm.align` so that the installed `wmlm align` command runs the same thing.
+
+    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/align.py RECIPE.yaml [--key value ...]
+"""
+
+from wmlm.align import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""What the stage scripts share: YAML + command-line arguments, the data arguments, splits, and resuming.
+
+The scripts train with the transformers `Trainer`, which runs on accelerate (DDP, DeepSpeed), checkpoints,
+resumes, logs to TensorBoard and evaluates; nothing here re-implements any of that.
+"""
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import yaml
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from dataset_scripts.deepsense6g import load_deepsense6g
+
+
+@dataclass
+class DataArguments:
+    data_dir: list[str] = field(default_factory=list, metadata={
+        "help": "DeepSense scenario folders or .zip files, or folders holding several (real or digital-twin)"})
+    split_mode: str = field(default="in_scenario", metadata={"help": "in_scenario or cross_scenario"})
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2], metadata={
+        "help": "train / validation / test fractions of each scenario's sequences (in_scenario)"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the sequence split"})
+    train_scenarios: list[str] = field(default_factory=list, metadata={"help": "cross_scenario: training scenarios"})
+    validation_scenarios: list[str] = field(default_factory=list, metadata={"help": "cross_scenario: validation"})
+    test_scenarios: list[str] = field(default_factory=list, metadata={"help": "cross_scenario: test scenarios"})
+    train_fraction: float = field(default=1.0, metadata={
+        "help": "train on this seeded fraction of the training sequences (few-shot adaptation), at least one"})
+    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache (default: the HF cache)"})
+
+    def __post_init__(self):
+        if not self.data_dir:
+            raise ValueError("data_dir is required: DeepSense scenario folders or zips (e.g. ../shared/deepsense6g), "
+                             "or twin output (python -m dataset_scripts.digital_twin --output_dir data/twin)")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+
+
+def parse_arguments(dataclass_types, argv=None):
+    """`script.py config.yaml --key value ...`: the YAML's keys, then the command line's, which win.
+
+    The YAML becomes command-line arguments in front of the user's, so HfArgumentParser checks both the same way and
+    an unknown or stale key is an error.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        with open(argv[0]) as handle:
+            argv = yaml_to_argv(yaml.safe_load(handle) or {}) + argv[1:]
+    return parser.parse_args_into_dataclasses(argv)
+
+
+def yaml_to_argv(values: dict) -> list[str]:
+    argv = []
+    for key, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        argv += [f"--{key}", *(str(v) for v in items)]
+    return argv
+
+
+def load_splits(data_args: DataArguments, config_name: str, training_args: TrainingArguments,
+                **builder_kwargs) -> datasets.DatasetDict:
+    """The builder's splits; the main process prepares them first, so ranks never race on the cache."""
+    split = {"split_mode": data_args.split_mode, "split_fractions": tuple(data_args.split_fractions),
+             "split_seed": data_args.split_seed, "train_scenarios": tuple(data_args.train_scenarios),
+             "validation_scenarios": tuple(data_args.validation_scenarios),
+             "test_scenarios": tuple(data_args.test_scenarios)}
+    with training_args.main_process_first(desc=f"preparing DeepSense6G {config_name}"):
+        data = load_deepsense6g(data_args.data_dir, config_name, cache_dir=data_args.cache_dir, **split,
+                                **builder_kwargs)
+    if "train" not in data:
+        raise ValueError(f"no training sequences in {data_args.data_dir} with {split}")
+    if data_args.train_fraction < 1:
+        data["train"] = sequence_fraction(data["train"], data_args.train_fraction, data_args.split_seed)
+    return data
+
+
+def sequence_fraction(split: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
+    """The examples of a seeded `fraction` of the split's (scenario, sequence) passes, at least one pass."""
+    keys = list(zip(split["scenario"], split["seq_index"], strict=True))
+    passes = sorted(set(keys))
+    count = max(1, round(fraction * len(passes)))
+    chosen = {passes[i] for i in np.random.default_rng(seed).choice(len(passes), count, replace=False)}
+    return split.select([i for i, key in enumerate(keys) if key in chosen])
+
+
+def resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """`--resume_from_checkpoint latest`: the newest checkpoint in output_dir, or a fresh start if there is none."""
+    requested = training_args.resume_from_checkpoint
+    if requested != "latest":
+        return requested
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    return get_last_checkpoint(training_args.output_dir)
+
+
+class SaveProcessorCallback(TrainerCallback):
+    """Saves the processor into every checkpoint, from the main process.
+
+    `Trainer(processing_class=processor)` would do this, but transformers 5 then assumes a ProcessorMixin has a
+    tokenizer (`align_special_tokens`) and fails on a processor without one.
+    """
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            self.processor.save_pretrained(checkpoint)
+
+
+def save_final(trainer, processor, output_dir: str):
+    """The trained model (or adapter) and its processor in `output_dir`; only the main process writes."""
+    trainer.save_model(output_dir)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
