@@ -365,3 +365,12 @@ def test_changed_inputs_are_prepared_again_not_served_from_a_stale_cache(tmp_pat
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
     _, edited = prepare([folder], cache_dir=tmp_path / "cache", split_fractions=(1.0, 0.0, 0.0))
     assert edited["train"][0]["beam_index"] == int(power.argmax()) != fewer["train"][0]["beam_index"]
+
+
+def test_every_split_with_a_share_gets_a_sequence_when_there_are_enough():
+    from dataset_scripts.deepsense6g.deepsense6g import split_counts
+
+    assert split_counts((0.7, 0.1, 0.2), 8) == [5, 1, 2]  # plain rounding gives validation nothing: 6 / 0 / 2
+    assert split_counts((0.7, 0.1, 0.2), 29) == [20, 3, 6]  # the real scenarios split as they always did
+    assert split_counts((1.0, 0.0, 0.0), 8) == [8, 0, 0]
+    assert split_counts((0.7, 0.1, 0.2), 1) == [1, 0, 0]

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 REPORT_NAME = "bad_rows_report.json"
 SPLIT_MODES = ("in_scenario", "cross_scenario")
 SPLIT_NAMES = (datasets.Split.TRAIN, datasets.Split.VALIDATION, datasets.Split.TEST)
+# Part of the cache path: bump it whenever the prepared examples or splits change, so no stale cache is served.
+VERSION = datasets.Version("1.1.0")
 
 
 @dataclass
@@ -97,10 +99,10 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
 
     BUILDER_CONFIG_CLASS = DeepSense6GConfig
     BUILDER_CONFIGS = [
-        DeepSense6GConfig(name="samples", description="One example per measurement, for cross-modal alignment."),
-        DeepSense6GConfig(name="beam_prediction",
+        DeepSense6GConfig(name="samples", version=VERSION, description="One example per measurement, for cross-modal alignment."),
+        DeepSense6GConfig(name="beam_prediction", version=VERSION,
                           description="history_len past steps -> the best beam of each of the next horizon steps."),
-        DeepSense6GConfig(name="power_forecast",
+        DeepSense6GConfig(name="power_forecast", version=VERSION,
                           description="history_len past steps -> the power vectors of the next horizon steps."),
     ]
     DEFAULT_CONFIG_NAME = "samples"
@@ -285,12 +287,24 @@ def assign_splits(scenarios: dict[str, list[Sample]], config: DeepSense6GConfig)
         samples = scenarios[scenario]
         sequences = sorted({s.seq_index for s in samples})
         order = rng.permutation(len(sequences))
-        bounds = np.round(np.cumsum(config.split_fractions) * len(sequences)).astype(int)
+        bounds = np.cumsum(split_counts(config.split_fractions, len(sequences)))
         split_of = {sequences[i]: SPLIT_NAMES[int(np.searchsorted(bounds, rank, side="right"))]
                     for rank, i in enumerate(order)}
         for s in samples:
             splits[split_of[s.seq_index]].append(s)
     return splits
+
+
+def split_counts(fractions, total: int) -> list[int]:
+    """Sequences per split: rounded shares, but a split with a positive fraction gets at least one sequence while
+    the scenario has one to spare (8 passes at 0.7 / 0.1 / 0.2 give 6 / 1 / 1, not 6 / 0 / 2)."""
+    counts = list(np.diff(np.round(np.cumsum([0, *fractions]) * total).astype(int)))
+    for i, fraction in enumerate(fractions):
+        donor = int(np.argmax(counts))
+        if fraction > 0 and counts[i] == 0 and counts[donor] > 1:
+            counts[donor] -= 1
+            counts[i] += 1
+    return counts
 
 
 def make_windows(samples: list[Sample], history_len: int, horizon: int, stride: int) -> list[list[Sample]]:
