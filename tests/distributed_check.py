@@ -29,7 +29,9 @@ def main():
         examples)
     for _ in trainer.get_train_dataloader():
         pass
-    record = {"world_size": world, "rank": rank, "seen": seen}
+    train = [f"{scenario}/{row}" for scenario, row in zip(*trainer.train_dataset.select_columns(
+        ["scenario", "row"]).to_dict().values(), strict=True)]
+    record = {"world_size": world, "rank": rank, "seen": seen, "train": train}
 
     # The same global batch on every rank; each rank takes its half, as DDP would hand it out.
     global_batch = collate([trainer.train_dataset[i] for i in range(8)])
