@@ -43,8 +43,9 @@ DEFAULT_ENCODER_CONFIGS = {
         "num_heads": 4,
         "intermediate_size": 1024,
     },
-    # Positions are read as (east/north - center) / scale. WMLMProcessor.fit_normalization fits both on a training
-    # split; the defaults (the base station, 100 m: the size of a DeepSense site) only serve an unfitted model.
+    # Positions are read as (east/north - center) / scale: by default the base station's frame at the size of a
+    # DeepSense site. Centring and scaling on a training split transferred worse to other sites (BENCHMARKS.md);
+    # WMLMProcessor.fit_normalization(..., gps_position=...) still fits them for a single-site model.
     "gps": {"hidden_size": 256, "num_layers": 2, "position_center_m": [0.0, 0.0], "position_scale_m": 100.0,
             "num_frequencies": 8},
 }

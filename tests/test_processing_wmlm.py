@@ -203,3 +203,17 @@ def test_onnx_runtime_matches_eager(tmp_path, tiny_config):
     (logits,) = session.run(None, {i.name: inputs[i.name].numpy() for i in session.get_inputs()})
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(**inputs).logits.numpy(), atol=1e-4, rtol=0)
+
+
+def test_split_level_fit_keeps_the_base_station_frame_unless_asked(tmp_path, twin_folder, tiny_config):
+    from wmlm.data import fit_normalization
+
+    data = load_deepsense6g([twin_folder], "beam_prediction", cache_dir=str(tmp_path / "cache"),
+                            split_fractions=(1.0, 0.0, 0.0), **window_kwargs(tiny_config))
+    processor = WMLMProcessor.from_config(tiny_config)
+    default = fit_normalization(processor, tiny_config, data["train"])
+    assert default.encoder_configs["gps"] == tiny_config.encoder_configs["gps"]
+    assert default.encoder_configs["beam"]["power_std_db"] > 0
+    fitted = fit_normalization(processor, tiny_config, data["train"], positions=True).encoder_configs["gps"]
+    positions = np.array(data["train"]["gps_position"]).reshape(-1, 2)
+    np.testing.assert_allclose(fitted["position_center_m"], positions.mean(0), rtol=1e-4)

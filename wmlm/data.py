@@ -46,10 +46,12 @@ class WindowCollator:
         return dict(self.processor(**inputs))
 
 
-def fit_normalization(processor: WMLMProcessor, config: WMLMConfig, train_split) -> WMLMConfig:
-    """`config` with the encoders' statistics fitted on a training split of windows or samples."""
+def fit_normalization(processor: WMLMProcessor, config: WMLMConfig, train_split,
+                      positions: bool = False) -> WMLMConfig:
+    """`config` with the encoders' statistics fitted on a training split of windows or samples: the power statistics
+    always (used by power_transform="log_standardize"), the position centre and scale only with `positions=True`."""
     gps = None
-    if "gps_position" in train_split.column_names:
+    if positions and "gps_position" in train_split.column_names:
         present = np.array(train_split["has_gps"]) if "has_gps" in train_split.column_names else None
         positions = [p if p is not None else [np.nan, np.nan] for p in train_split["gps_position"]]
         gps = np.array(positions, np.float64)

@@ -99,7 +99,8 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
 
     BUILDER_CONFIG_CLASS = DeepSense6GConfig
     BUILDER_CONFIGS = [
-        DeepSense6GConfig(name="samples", version=VERSION, description="One example per measurement, for cross-modal alignment."),
+        DeepSense6GConfig(name="samples", version=VERSION,
+                          description="One example per measurement, for cross-modal alignment."),
         DeepSense6GConfig(name="beam_prediction", version=VERSION,
                           description="history_len past steps -> the best beam of each of the next horizon steps."),
         DeepSense6GConfig(name="power_forecast", version=VERSION,
