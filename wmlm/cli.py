@@ -6,12 +6,13 @@ Under `accelerate launch`, run the scripts in recipes/ (or `python -m wmlm.align
 
 import sys
 
-from . import adapt, align
+from . import adapt, align, benchmark
 
 COMMANDS = {
     "align": (align.main, "stage 1: contrastive alignment of the modality encoders"),
     "adapt": (adapt.main, "stage 2: full or LoRA adaptation on beam prediction or power forecast"),
     "merge": (adapt.merge, "fold a LoRA adapter into its base model"),
+    "benchmark": (benchmark.main, "WMLM against persistence, kNN on GPS and a GRU, with top-k, DBA and power loss"),
 }
 
 
