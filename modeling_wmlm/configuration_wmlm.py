@@ -146,6 +146,9 @@ class WMLMConfig(PreTrainedConfig):
     Heads:
         beam_label_smoothing (`float`, 0.0): label mass moved from the true beam to its codebook neighbours.
         beam_smoothing_window (`int`, 1): neighbours on each side of the true beam that share that mass.
+        beam_soft_label_temperature_db (`float`, 0.3): when the labels are the measured future power vectors, the
+            targets are softmax over beams of (power in dB relative to the best beam) / this temperature: beams
+            within a fraction of a dB of the best share the mass, as they share the link quality.
     """
 
     model_type = "wmlm"
@@ -171,6 +174,7 @@ class WMLMConfig(PreTrainedConfig):
     horizon: int = 3
     beam_label_smoothing: float = 0.0
     beam_smoothing_window: int = 1
+    beam_soft_label_temperature_db: float = 0.3
 
     def __post_init__(self, **kwargs):
         # The beam head's classes are the codebook's beams: `num_labels` is `num_beams` (see the property below).
@@ -224,6 +228,9 @@ class WMLMConfig(PreTrainedConfig):
                              f"num_attention_heads ({self.num_attention_heads})")
         if not 0.0 <= self.beam_label_smoothing < 1.0:
             raise ValueError(f"beam_label_smoothing must be in [0, 1), got {self.beam_label_smoothing}")
+        if not self.beam_soft_label_temperature_db > 0:
+            raise ValueError(f"beam_soft_label_temperature_db must be positive, got "
+                             f"{self.beam_soft_label_temperature_db}")
         if self.beam_smoothing_window < 0:
             raise ValueError(f"beam_smoothing_window must be >= 0, got {self.beam_smoothing_window}")
 

@@ -66,7 +66,11 @@ def check_labels(labels: torch.Tensor, config: WMLMConfig, shape: tuple, task: s
                          f"dataset's window shape from the model config (wmlm.data.window_kwargs)")
     if torch.compiler.is_compiling():
         return
-    if task == "beam prediction":
+    if task == "beam prediction" and labels.dim() == 3:
+        if not torch.isfinite(labels).all() or (labels < 0).any():
+            raise ValueError("beam prediction labels of shape (batch, horizon, num_beams) are the measured future "
+                             "power vectors: finite, non-negative linear power")
+    elif task == "beam prediction":
         kept = labels[labels != -100]
         if labels.is_floating_point() or ((kept < 0) | (kept >= config.num_beams)).any():
             raise ValueError(f"beam labels must be 0-based integer beam indices in [0, {config.num_beams}) or -100 "
@@ -181,8 +185,18 @@ def neighbour_smoothed_targets(labels: torch.Tensor, num_beams: int, smoothing: 
     return torch.where(distance == 0, 1.0 - smoothing, neighbours * share)
 
 
+def power_soft_targets(power: torch.Tensor, temperature_db: float) -> torch.Tensor:
+    """(…, num_beams) measured linear power -> softmax over beams of (dB relative to the best beam) / temperature."""
+    decibels = 10 * torch.log10((power / power.amax(-1, keepdim=True).clamp_min(1e-30)).clamp_min(1e-12))
+    return (decibels / temperature_db).softmax(-1)
+
+
 def beam_prediction_loss(logits: torch.Tensor, labels: torch.Tensor, config: WMLMConfig) -> torch.Tensor:
-    """Cross-entropy over (batch, horizon) future steps; label -100 is ignored."""
+    """Cross-entropy over (batch, horizon) future steps. Labels are beam indices (-100 ignored) or the measured
+    future power vectors (batch, horizon, num_beams), which give soft targets (`power_soft_targets`)."""
+    if labels.is_floating_point():
+        targets = power_soft_targets(labels.float(), config.beam_soft_label_temperature_db)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(0, 1))
     logits, labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
     keep = labels != -100
     if config.beam_label_smoothing == 0 or config.beam_smoothing_window == 0:
@@ -747,7 +761,8 @@ class WMLMForBeamPrediction(WMLMPreTrainedModel):
         pixel_values: torch.Tensor | None = None,  # (B, T, C, H, W) scaled to [-1, 1]
         gps_position: torch.Tensor | None = None,  # (B, T, 2) east/north metres from the base station
         modality_mask: torch.Tensor | None = None,  # (B, T, num_modalities), False marks a missing reading
-        labels: torch.Tensor | None = None,  # (B, horizon) 0-based beam indices, -100 to ignore
+        labels: torch.Tensor | None = None,  # (B, horizon) 0-based beams (-100 ignored), or (B, horizon, num_beams)
+        # measured future power for soft targets
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> WMLMBeamPredictionOutput:
@@ -757,7 +772,8 @@ class WMLMForBeamPrediction(WMLMPreTrainedModel):
         logits = self.beam_head(outputs.future_hidden_states)  # (B, H, num_beams)
         loss = None
         if labels is not None:
-            check_labels(labels, self.config, (logits.shape[0], self.config.horizon), "beam prediction")
+            shape = (logits.shape[0], self.config.horizon) + ((self.config.num_beams,) if labels.dim() == 3 else ())
+            check_labels(labels, self.config, shape, "beam prediction")
             loss = beam_prediction_loss(logits, labels, self.config)
         return WMLMBeamPredictionOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                         attentions=outputs.attentions)

@@ -612,3 +612,26 @@ def test_backbone_lora_targets_leave_the_encoders_alone(tiny_config):
     names = LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     llama_style = get_peft_model(WMLMForBeamPrediction(tiny_config), names)
     assert any("encoders.vision" in n for n, _ in llama_style.named_parameters() if ".lora_A" in n)
+
+
+def test_soft_targets_from_the_measured_future_power(tiny_config):
+    from modeling_wmlm.modeling_wmlm import power_soft_targets
+
+    decibels = torch.full((64,), -10.0)
+    decibels[[7, 8]] = torch.tensor([0.0, -0.3])  # the runner-up is 0.3 dB down
+    targets = power_soft_targets(10 ** (decibels / 10), temperature_db=0.3)
+    assert targets[7] / targets[8] == pytest.approx(torch.e, rel=1e-4)  # exp(0.3 dB / 0.3 dB)
+    assert targets[:7].sum() < 1e-12 and targets.sum() == pytest.approx(1.0)
+
+    model = WMLMForBeamPrediction(tiny_config).eval()
+    inputs = make_inputs(tiny_config, batch=2, steps=5)
+    power = torch.rand(2, 3, 64)
+    with torch.no_grad():
+        outputs = model(**inputs, labels=power)
+    soft = power_soft_targets(power, tiny_config.beam_soft_label_temperature_db)
+    expected = -(soft * outputs.logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(outputs.loss, expected)
+    with pytest.raises(ValueError, match="measured future power"):
+        model(**inputs, labels=-power)
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 64\)"):
+        model(**inputs, labels=torch.rand(2, 4, 64))

@@ -24,6 +24,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from dataset_scripts.deepsense6g import load_deepsense6g
 from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
 from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMProcessor
+from modeling_wmlm.modeling_wmlm import power_soft_targets
 
 from .data import WindowCollator, fit_normalization, window_kwargs
 from .training import parse_arguments
@@ -50,6 +51,9 @@ class BenchmarkArguments:
     wmlm_learning_rate: float = field(default=1e-3, metadata={"help": "WMLM AdamW learning rate"})
     gru_learning_rate: float = field(default=3e-3, metadata={"help": "GRU Adam learning rate"})
     gru_hidden_size: int = field(default=128, metadata={"help": "GRU hidden size (2 layers)"})
+    soft_labels: bool = field(default=False, metadata={
+        "help": "train WMLM and the GRU alike on soft targets from the measured future power (softmax of dB / "
+                "the config's beam_soft_label_temperature_db) instead of the best beam alone"})
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -124,7 +128,8 @@ def gru_features(split, modalities) -> torch.Tensor:
 def gru(data, splits, args, seed) -> np.ndarray:
     torch.manual_seed(seed)
     features = {name: gru_features(split, args.modalities) for name, split in data.items()}
-    targets = torch.tensor(data["train"]["labels"].argmax(-1))
+    power = torch.tensor(data["train"]["labels"])
+    targets = power_soft_targets(power, SOFT_LABEL_TEMPERATURE_DB) if args.soft_labels else power.argmax(-1)
     horizon, num_beams = data["train"]["labels"].shape[1:]
     model = GRUBeamPredictor(features["train"].shape[-1], args.gru_hidden_size, horizon, num_beams)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.gru_learning_rate)
@@ -134,7 +139,8 @@ def gru(data, splits, args, seed) -> np.ndarray:
     for _ in range(args.epochs):
         model.train()
         for batch in torch.randperm(len(targets), generator=generator).split(args.batch_size):
-            loss = nn.functional.cross_entropy(model(features["train"][batch]).flatten(0, 1), targets[batch].flatten())
+            loss = nn.functional.cross_entropy(model(features["train"][batch]).flatten(0, 1),
+                                               targets[batch].flatten(0, 1))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -153,7 +159,7 @@ def wmlm(data, splits, args, seed) -> np.ndarray:
     set_seed(seed)
     config = WMLMConfig.from_preset(args.preset, modalities=args.modalities)
     processor = WMLMProcessor.from_config(config)
-    model = WMLMForBeamPrediction(fit_normalization(processor, config, splits["train"]))
+    model = WMLMForBeamPrediction(fit_normalization(processor, config, splits["hard"]["train"]))
     training = TrainingArguments(
         output_dir=str(Path(args.output_dir) / "scratch"), per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=256, num_train_epochs=args.epochs, learning_rate=args.wmlm_learning_rate,
@@ -161,16 +167,18 @@ def wmlm(data, splits, args, seed) -> np.ndarray:
         save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="top1",
         report_to=[], remove_unused_columns=False, disable_tqdm=True, logging_strategy="no", seed=seed,
     )
-    trainer = Trainer(model=model, args=training, train_dataset=splits["train"], eval_dataset=splits["validation"],
+    train = splits["soft" if args.soft_labels else "hard"]["train"]  # soft: the future power vectors as labels
+    trainer = Trainer(model=model, args=training, train_dataset=train, eval_dataset=splits["hard"]["validation"],
                       data_collator=WindowCollator(processor), compute_metrics=beam_top1)
     trainer.train()
-    return torch.tensor(trainer.predict(splits["test"]).predictions).softmax(-1).numpy()
+    return torch.tensor(trainer.predict(splits["hard"]["test"]).predictions).softmax(-1).numpy()
 
 
 def beam_top1(prediction) -> dict:
     return {"top1": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
 
 
+SOFT_LABEL_TEMPERATURE_DB = WMLMConfig.beam_soft_label_temperature_db  # the GRU gets WMLM's soft targets
 METHODS = {"wmlm": wmlm, "gru": gru, "persistence": persistence, "knn_gps": knn_gps}
 
 
@@ -188,8 +196,9 @@ def tasks(args):
                              "test_scenarios": (held_out.name,)}) for held_out in folders]
 
 
-def load_task(builder_kwargs: dict, seed: int, args, config: WMLMConfig) -> tuple[dict, datasets.DatasetDict]:
-    """Windows of one task: beam labels for training and the measured future power for scoring, same order."""
+def load_task(builder_kwargs: dict, seed: int, args, config: WMLMConfig) -> tuple[dict, dict]:
+    """Windows of one task, in the same order: arrays with the measured future power (for scoring and the
+    baselines), and the datasets with beam labels ("hard") and with future power labels ("soft") for WMLM."""
     kwargs = {**builder_kwargs, "split_seed": seed, "cache_dir": str(Path(args.output_dir) / "cache"),
               **window_kwargs(config)}
     beams = load_deepsense6g(config_name="beam_prediction", **kwargs)
@@ -199,7 +208,7 @@ def load_task(builder_kwargs: dict, seed: int, args, config: WMLMConfig) -> tupl
         beams["train"], beams["validation"] = held["train"], held["test"]
         held = power["train"].train_test_split(test_size=0.1, seed=seed, shuffle=False)
         power["train"], power["validation"] = held["train"], held["test"]
-    return {name: window_arrays(split) for name, split in power.items()}, beams
+    return {name: window_arrays(split) for name, split in power.items()}, {"hard": beams, "soft": power}
 
 
 def score(probabilities: np.ndarray, future_power: np.ndarray, metrics: dict) -> dict:
