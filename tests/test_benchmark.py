@@ -9,8 +9,8 @@ from dataset_scripts.digital_twin import generate_scenarios
 from modeling_wmlm import WMLMConfig
 from wmlm import benchmark, cli
 
-RECORD_KEYS = {"method", "scenario", "seed", "protocol", "train_fraction", "top1", "top3", "top5", "dba",
-               "power_loss_db", "within_0p5db", "within_1db", "ece", "sweep"}
+RECORD_KEYS = {"method", "scenario", "seed", "protocol", "train_fraction", "validation_top1", "top1", "top3", "top5",
+               "dba", "power_loss_db", "within_0p5db", "within_1db", "ece", "sweep"}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,10 @@ def test_baselines_predict_what_they_claim(twin, tmp_path):
     # The power-forecast labels and the beam-prediction labels describe the same windows.
     np.testing.assert_array_equal(np.array(splits["hard"]["test"]["labels"]), test["labels"].argmax(-1))
 
-    persistence = benchmark.persistence(data, splits, args, 0)
+    persistence = benchmark.persistence(data, splits, args, 0)["test"]
     np.testing.assert_array_equal(persistence.argmax(-1), np.repeat(test["beam_index"][:, -1:], 3, axis=1))
 
-    knn = benchmark.knn_gps(data, splits, args, 0, k=1)
+    knn = benchmark.knn_gps(data, splits, args, 0, k=1)["test"]
     last = test["gps_position"][:, -1]
     nearest = np.linalg.norm(last[:, None] - train["gps_position"][None, :, -1], axis=-1).argmin(1)
     np.testing.assert_array_equal(knn.argmax(-1), train["labels"].argmax(-1)[nearest])
