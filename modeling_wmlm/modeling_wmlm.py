@@ -185,10 +185,26 @@ def neighbour_smoothed_targets(labels: torch.Tensor, num_beams: int, smoothing: 
     return torch.where(distance == 0, 1.0 - smoothing, neighbours * share)
 
 
+def relative_power(power: torch.Tensor) -> torch.Tensor:
+    """(…, num_beams) linear power -> power over the strongest beam's, in [0, 1]: the link budget drops out."""
+    return power.clamp_min(0) / power.amax(-1, keepdim=True).clamp_min(1e-12)
+
+
+def relative_power_db(power: torch.Tensor) -> torch.Tensor:
+    """(…, num_beams) linear power -> dB relative to the strongest beam (<= 0)."""
+    return 10 * torch.log10(relative_power(power).clamp_min(1e-12))
+
+
+def log_minmax(power: torch.Tensor) -> torch.Tensor:
+    """(…, num_beams) linear power -> dB relative to the strongest beam stretched over [0, 1] by the vector's own
+    span: scale-free, so no statistic has to be fitted or can go stale on a new site."""
+    decibels = relative_power_db(power)
+    return 1 + decibels / decibels.amin(-1, keepdim=True).abs().clamp_min(1e-3)
+
+
 def power_soft_targets(power: torch.Tensor, temperature_db: float) -> torch.Tensor:
     """(…, num_beams) measured linear power -> softmax over beams of (dB relative to the best beam) / temperature."""
-    decibels = 10 * torch.log10((power / power.amax(-1, keepdim=True).clamp_min(1e-30)).clamp_min(1e-12))
-    return (decibels / temperature_db).softmax(-1)
+    return (relative_power_db(power) / temperature_db).softmax(-1)
 
 
 def beam_prediction_loss(logits: torch.Tensor, labels: torch.Tensor, config: WMLMConfig) -> torch.Tensor:
@@ -326,12 +342,11 @@ class WMLMBeamEncoder(nn.Module):
         into [0.75, 1]; "log_minmax" stretches each vector over [0, 1] by its own span, "log_standardize" uses the
         training split's statistics.
         """
-        relative = power.clamp_min(0) / power.amax(-1, keepdim=True).clamp_min(1e-12)
         if self.power_transform == "normalize":
-            return relative
-        decibels = 10 * torch.log10(relative.clamp_min(1e-12))  # <= 0
+            return relative_power(power)
         if self.power_transform == "log_minmax":
-            return 1 + decibels / decibels.amin(-1, keepdim=True).abs().clamp_min(1e-3)  # in [0, 1]
+            return log_minmax(power)
+        decibels = relative_power_db(power)
         if self.power_transform == "log_standardize":
             if self.power_std_db is None:
                 raise ValueError("beam power_transform='log_standardize' needs power_mean_db and power_std_db: fit "

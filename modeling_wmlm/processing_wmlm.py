@@ -20,6 +20,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 from .configuration_wmlm import WMLMConfig
 from .geo import latlon_to_enu
+from .modeling_wmlm import relative_power_db
 
 
 class WMLMImageProcessor(BaseImageProcessor):
@@ -188,7 +189,7 @@ class WMLMProcessor(ProcessorMixin):
         fitted = copy.deepcopy(config)
         if beam_power is not None and "beam" in config.modalities:
             power = self.feature_extractor.power(beam_power).reshape(-1, config.num_beams)
-            decibels = 10 * np.log10(np.maximum(power / power.max(-1, keepdims=True).clip(1e-12), 1e-12))
+            decibels = relative_power_db(torch.as_tensor(power)).numpy()
             fitted.encoder_configs["beam"].update(power_mean_db=float(decibels.mean()),
                                                   power_std_db=float(decibels.std()))
         if gps_position is not None and "gps" in config.modalities:

@@ -53,8 +53,7 @@ def fit_normalization(processor: WMLMProcessor, config: WMLMConfig, train_split,
     gps = None
     if positions and "gps_position" in train_split.column_names:
         present = np.array(train_split["has_gps"]) if "has_gps" in train_split.column_names else None
-        positions = [p if p is not None else [np.nan, np.nan] for p in train_split["gps_position"]]
-        gps = np.array(positions, np.float64)
+        gps = np.array([p if p is not None else [np.nan, np.nan] for p in train_split["gps_position"]], np.float64)
         if present is not None:
             gps[~present] = np.nan
     return processor.fit_normalization(config, beam_power=np.array(train_split["beam_power"]), gps_position=gps)
