@@ -178,8 +178,17 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
             scenarios[report.scenario], reports[report.scenario] = samples, report.to_dict()
         splits = assign_splits(scenarios, self.config)
         self._write_report(reports, splits)
-        return [datasets.SplitGenerator(name=name, gen_kwargs={"samples": samples})
-                for name, samples in splits.items() if samples]
+        # A split is written only if it yields an example: sequences shorter than a window give none, and datasets
+        # cannot read back a split recorded with no data.
+        examples = {name: self._examples(samples) for name, samples in splits.items()}
+        return [datasets.SplitGenerator(name=name, gen_kwargs={"examples": items})
+                for name, items in examples.items() if items]
+
+    def _examples(self, samples: list[Sample]) -> list:
+        """The samples themselves, or their windows for the windowed configs."""
+        if self.config.name == "samples":
+            return samples
+        return make_windows(samples, self.config.history_len, self.config.horizon, self.config.stride)
 
     def _write_report(self, reports, splits):
         by_reason = Counter()
@@ -210,12 +219,12 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
         with open(os.path.join(self._output_dir, REPORT_NAME)) as handle:
             return json.load(handle)
 
-    def _generate_examples(self, samples: list[Sample]):
+    def _generate_examples(self, examples: list):
         if self.config.name == "samples":
-            for s in samples:
+            for s in examples:
                 yield f"{s.scenario}/{s.row}", sample_example(s)
             return
-        for window in make_windows(samples, self.config.history_len, self.config.horizon, self.config.stride):
+        for window in examples:
             yield f"{window[0].scenario}/{window[0].row}", window_example(window, self.config)
 
 
