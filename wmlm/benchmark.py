@@ -24,7 +24,8 @@ from transformers import Trainer, TrainingArguments, set_seed
 from dataset_scripts.deepsense6g import load_deepsense6g
 from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
 from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMProcessor
-from modeling_wmlm.modeling_wmlm import power_soft_targets
+from modeling_wmlm.configuration_wmlm import DEFAULT_ENCODER_CONFIGS
+from modeling_wmlm.modeling_wmlm import log_minmax, power_soft_targets
 
 from .data import WindowCollator, fit_normalization, window_kwargs
 from .training import parse_arguments
@@ -38,7 +39,7 @@ class BenchmarkArguments:
     data_dir: list[str] = field(metadata={"help": "DeepSense scenario folders or zips, or folders holding several"})
     protocol: str = field(default="in_scenario", metadata={
         "help": "in_scenario (each scenario split 0.7 / 0.1 / 0.2 by sequence) or cross_scenario (train on all but "
-                "one scenario, test zero-shot on it, rotating)"})
+                "one scenario, a tenth of their sequences validating; test zero-shot on the held-out one, rotating)"})
     methods: list[str] = field(default_factory=lambda: ["wmlm", "gru", "persistence", "knn_gps"], metadata={
         "help": "wmlm, gru, persistence, knn_gps"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "split and training seeds"})
@@ -64,13 +65,7 @@ class BenchmarkArguments:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Features shared by the baselines (WMLM reads the same through its processor and encoders)
-
-
-def power_features(power: np.ndarray) -> np.ndarray:
-    """(..., B) linear power -> dB relative to the strongest beam, stretched over [0, 1] by the vector's span."""
-    decibels = 10 * np.log10(np.maximum(power / np.maximum(power.max(-1, keepdims=True), 1e-30), 1e-12))
-    return 1 + decibels / np.maximum(np.abs(decibels.min(-1, keepdims=True)), 1e-3)
+# Arrays shared by the baselines
 
 
 def window_arrays(split: datasets.Dataset) -> dict[str, np.ndarray]:
@@ -87,7 +82,7 @@ def one_hot(indices: np.ndarray, num_beams: int) -> np.ndarray:
 # (N, horizon, num_beams) per split; fit on train, choose on validation.
 
 
-def persistence(data, splits, args, seed) -> np.ndarray:
+def persistence(data, splits, args, seed) -> dict[str, np.ndarray]:
     """Repeat the last best beam for every future step."""
     def predict(split):
         last = split["beam_index"][:, -1]
@@ -96,7 +91,7 @@ def persistence(data, splits, args, seed) -> np.ndarray:
     return {name: predict(data[name]) for name in ("validation", "test")}
 
 
-def knn_gps(data, splits, args, seed, k: int = 5) -> np.ndarray:
+def knn_gps(data, splits, args, seed, k: int = 5) -> dict[str, np.ndarray]:
     """The future beams of the k training windows whose last position is nearest, as vote shares per step."""
     train = data["train"]
 
@@ -124,13 +119,16 @@ class GRUBeamPredictor(nn.Module):
 
 
 def gru_features(split, modalities) -> torch.Tensor:
-    parts = [power_features(split["beam_power"])]
+    """(N, T, F): per step the power and position exactly as WMLM's encoders read them by default."""
+    parts = [log_minmax(torch.as_tensor(split["beam_power"], dtype=torch.float32))]
     if "gps" in modalities:
-        parts.append(split["gps_position"] / 100.0)  # the base-station frame at a site's scale, as WMLM's default
-    return torch.tensor(np.concatenate(parts, -1), dtype=torch.float32)
+        gps = DEFAULT_ENCODER_CONFIGS["gps"]
+        center = torch.tensor(gps["position_center_m"])
+        parts.append((torch.as_tensor(split["gps_position"], dtype=torch.float32) - center) / gps["position_scale_m"])
+    return torch.cat(parts, -1)
 
 
-def gru(data, splits, args, seed) -> np.ndarray:
+def gru(data, splits, args, seed) -> dict[str, np.ndarray]:
     torch.manual_seed(seed)
     features = {name: gru_features(split, args.modalities) for name, split in data.items()}
     power = torch.tensor(data["train"]["labels"])
@@ -159,7 +157,7 @@ def gru(data, splits, args, seed) -> np.ndarray:
         return {name: model(features[name]).softmax(-1).numpy() for name in ("validation", "test")}
 
 
-def wmlm(data, splits, args, seed) -> np.ndarray:
+def wmlm(data, splits, args, seed) -> dict[str, np.ndarray]:
     """WMLMForBeamPrediction from scratch through the Trainer, the epoch best on validation top-1 kept."""
     set_seed(seed)
     config = WMLMConfig.from_preset(args.preset, modalities=args.modalities)
@@ -193,28 +191,30 @@ METHODS = {"wmlm": wmlm, "gru": gru, "persistence": persistence, "knn_gps": knn_
 
 
 def tasks(args):
-    """-> [(test scenario name, builder kwargs)] for the protocol."""
+    """-> [(test scenario name, builder kwargs of the training scenarios, builder kwargs of the test scenario or
+    None)]. Validation is always whole sequences of the training scenarios, split off by the builder."""
     folders = discover_scenarios(args.data_dir, extract=str)
     if args.protocol == "in_scenario":
-        return [(f.name, {"scenario_paths": [str(f)], "split_fractions": (0.7, 0.1, 0.2)}) for f in folders]
-    return [(held_out.name, {"scenario_paths": [str(f) for f in folders], "split_mode": "cross_scenario",
-                             "train_scenarios": tuple(f.name for f in folders if f != held_out),
-                             "test_scenarios": (held_out.name,)}) for held_out in folders]
+        return [(f.name, {"scenario_paths": [str(f)], "split_fractions": (0.7, 0.1, 0.2)}, None) for f in folders]
+    return [(held_out.name, {"scenario_paths": [str(f) for f in folders if f != held_out],
+                             "split_fractions": (0.9, 0.1, 0.0)},
+             {"scenario_paths": [str(held_out)], "split_fractions": (0.0, 0.0, 1.0)}) for held_out in folders]
 
 
-def load_task(builder_kwargs: dict, seed: int, args, config: WMLMConfig) -> tuple[dict, dict]:
+def load_task(train_spec: dict, test_spec: dict | None, seed: int, args, config: WMLMConfig) -> tuple[dict, dict]:
     """Windows of one task, in the same order: arrays with the measured future power (for scoring and the
     baselines), and the datasets with beam labels ("hard") and with future power labels ("soft") for WMLM."""
-    kwargs = {**builder_kwargs, "split_seed": seed, "cache_dir": str(Path(args.output_dir) / "cache"),
-              **window_kwargs(config)}
-    beams = load_deepsense6g(config_name="beam_prediction", **kwargs)
-    power = load_deepsense6g(config_name="power_forecast", **kwargs)
-    if "validation" not in beams:  # cross_scenario: a tenth of the training sequences validate
-        held = beams["train"].train_test_split(test_size=0.1, seed=seed, shuffle=False)
-        beams["train"], beams["validation"] = held["train"], held["test"]
-        held = power["train"].train_test_split(test_size=0.1, seed=seed, shuffle=False)
-        power["train"], power["validation"] = held["train"], held["test"]
-    return {name: window_arrays(split) for name, split in power.items()}, {"hard": beams, "soft": power}
+    common = {"split_seed": seed, "cache_dir": str(Path(args.output_dir) / "cache"), **window_kwargs(config)}
+    splits = {}
+    for kind, config_name in (("hard", "beam_prediction"), ("soft", "power_forecast")):
+        splits[kind] = load_deepsense6g(config_name=config_name, **train_spec, **common)
+        if test_spec is not None:  # cross_scenario: the held-out scenario is the test split
+            splits[kind]["test"] = load_deepsense6g(config_name=config_name, **test_spec, **common)["test"]
+    missing = {"train", "validation", "test"} - set(splits["hard"])
+    if missing:
+        raise ValueError(f"no {sorted(missing)} windows for {train_spec['scenario_paths']} (seed {seed}): too few or "
+                         f"too short sequences for a {config.history_len} + {config.horizon} window; give more data")
+    return {name: window_arrays(split) for name, split in splits["soft"].items()}, splits
 
 
 def score(probabilities: np.ndarray, future_power: np.ndarray, metrics: dict) -> dict:
@@ -235,11 +235,11 @@ def main(argv=None):
         ("topk", "beam_topk"), ("dba", "dba_score"), ("power_loss", "beam_power_loss"),
         ("calibration", "beam_calibration"))}
     config = WMLMConfig.from_preset(args.preset, modalities=args.modalities)
-    jobs = [(scenario, spec, seed) for scenario, spec in tasks(args) for seed in args.seeds]
+    jobs = [(scenario, train, test, seed) for scenario, train, test in tasks(args) for seed in args.seeds]
     records = []
     with tqdm(total=len(jobs) * len(args.methods), desc="benchmark") as progress:
-        for scenario, spec, seed in jobs:
-            data, splits = load_task(spec, seed, args, config)
+        for scenario, train, test, seed in jobs:
+            data, splits = load_task(train, test, seed, args, config)
             for method in args.methods:
                 progress.set_postfix_str(f"{scenario} seed {seed} {method}")
                 probabilities = METHODS[method](data, splits, args, seed)
