@@ -67,7 +67,6 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     verify_images: bool = True
     inputs_fingerprint: str = ""  # set by the builder from the files, so changed inputs get a new cache
 
-
     def __post_init__(self):
         super().__post_init__()
         self.validate()
