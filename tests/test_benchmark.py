@@ -11,6 +11,7 @@ from wmlm import benchmark, cli
 
 RECORD_KEYS = {"method", "scenario", "seed", "protocol", "train_fraction", "validation_top1", "top1", "top3", "top5",
                "dba", "power_loss_db", "within_0p5db", "within_1db", "ece", "sweep"}
+FAST = ["--preset", "wmlm-tiny", "--epochs", "1", "--baseline_epochs", "1", "--ensemble", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -20,50 +21,113 @@ def twin(tmp_path_factory):
     return root
 
 
-def test_benchmark_writes_the_documented_records(twin, tmp_path):
-    cli.main(["benchmark", "--data_dir", str(twin), "--seeds", "0", "--epochs", "1", "--output_dir",
-              str(tmp_path), "--soft_labels", "true"])
+@pytest.fixture(scope="module")
+def task(twin, tmp_path_factory):
+    args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path_factory.mktemp("out")))
+    return next(benchmark.tasks(args, WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])))
+
+
+def test_benchmark_writes_the_documented_records_and_plots(twin, tmp_path):
+    cli.main(["benchmark", "--data_dir", str(twin), "--seeds", "0", *FAST, "--output_dir", str(tmp_path),
+              "--methods", *benchmark.METHODS])
     records = json.loads((tmp_path / "results.json").read_text())
     assert {(r["scenario"], r["method"]) for r in records} == {
-        (s, m) for s in ("twin1", "twin4") for m in ("wmlm", "gru", "persistence", "knn_gps")}
+        (s, m) for s in ("twin1", "twin4") for m in benchmark.METHODS}
     for record in records:
         assert set(record) == RECORD_KEYS
         assert len(record["top1"]) == 3 and all(a <= b <= c for a, b, c in zip(
             record["top1"], record["top3"], record["top5"], strict=True))
         assert 0 <= record["dba"] <= 1 and min(record["power_loss_db"]) >= 0
-    assert "| twin1 | persistence |" in (tmp_path / "results.md").read_text()
+    table = (tmp_path / "results.md").read_text()
+    assert "| twin1 | 1 | persistence |" in table and "| mean | 1 | interpolation_ceiling |" in table
+    for plot in ("top1_per_horizon", "top1_per_scenario", "sweep_curve", "confusion"):
+        assert (tmp_path / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_baselines_predict_what_they_claim(twin, tmp_path):
-    args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), epochs=1)
-    config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
-    (name, train_spec, test_spec), *_ = benchmark.tasks(args)
-    data, splits = benchmark.load_task(train_spec, test_spec, 0, args, config)
-    test, train = data["test"], data["train"]
+def test_baselines_predict_what_they_claim(task):
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], epochs=1)
+    test, train = task.data["test"], task.data["train"]
     # The power-forecast labels and the beam-prediction labels describe the same windows.
-    np.testing.assert_array_equal(np.array(splits["hard"]["test"]["labels"]), test["labels"].argmax(-1))
+    np.testing.assert_array_equal(np.array(task.splits["hard"]["test"]["labels"]), test["labels"].argmax(-1))
 
-    persistence = benchmark.persistence(data, splits, args, 0)["test"]
+    persistence = benchmark.persistence(task, args)["test"]
     np.testing.assert_array_equal(persistence.argmax(-1), np.repeat(test["beam_index"][:, -1:], 3, axis=1))
 
-    knn = benchmark.knn_gps(data, splits, args, 0, k=1)["test"]
+    knn = benchmark.knn_gps(task, args, k=1)["test"]
     last = test["gps_position"][:, -1]
     nearest = np.linalg.norm(last[:, None] - train["gps_position"][None, :, -1], axis=-1).argmin(1)
     np.testing.assert_array_equal(knn.argmax(-1), train["labels"].argmax(-1)[nearest])
     np.testing.assert_allclose(knn.sum(-1), 1.0)
 
 
+def test_interpolation_ceiling_reads_the_measured_neighbours_of_each_future_step(task):
+    split = task.data["test"]
+    following = benchmark.following_power(split)
+    starts = {(s, i[0]): n for n, (s, i) in enumerate(zip(split["scenario"], split["sample_index"], strict=True))}
+    ends_of_passes = 0
+    for n, (scenario, index) in enumerate(zip(split["scenario"], split["sample_index"], strict=True)):
+        successor = starts.get((scenario, index[1]))
+        if successor is None:  # the window ends its pass: the step before stands in
+            ends_of_passes += 1
+            np.testing.assert_array_equal(following[n], split["labels"][n, -2])
+        else:
+            np.testing.assert_array_equal(following[n], split["labels"][successor, -1])
+    assert 0 < ends_of_passes < len(following) // 2
+    # A ceiling that sees both neighbours beats repeating the last beam on the same windows.
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], baseline_epochs=20, ensemble=1)
+    hits = {name: benchmark.METHODS[name](task, args)["test"].argmax(-1) == split["labels"].argmax(-1)
+            for name in ("interpolation_ceiling", "persistence")}
+    assert hits["interpolation_ceiling"].mean() > hits["persistence"].mean()
+
+
+def test_wmlm_trains_with_its_preset_recipe(task, tmp_path):
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", output_dir=str(tmp_path))
+    full = benchmark.recipe_arguments(args, "full", task, seed=7)[1]
+    lora_model, lora = benchmark.recipe_arguments(args, "lora", task, seed=7)
+    assert (full.learning_rate, full.num_train_epochs, full.seed, full.report_to) == (1e-3, 15, 7, [])
+    assert lora_model.mode == "lora" and lora_model.lora_r == 8
+    assert str(tmp_path) in full.output_dir and full.output_dir != lora.output_dir
+    with pytest.raises(FileNotFoundError, match="recipes/wmlm-base/adapt/config_full.yaml"):
+        benchmark.recipe_arguments(benchmark.BenchmarkArguments(data_dir=["x"], preset="wmlm-base"), "full", task, 0)
+
+
 def test_cross_scenario_validates_on_whole_sequences_and_tests_the_held_out_site(twin, tmp_path):
     args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="cross_scenario")
     config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
-    tasks = benchmark.tasks(args)
-    assert [name for name, _, _ in tasks] == ["twin1", "twin4"]
     # twin4 alone trains for twin1: with seed 0 its held-out tenth is one pass too short for a window.
     with pytest.raises(ValueError, match=r"no \['validation'\] windows .*twin4.*seed 0"):
-        benchmark.load_task(*tasks[0][1:], 0, args, config)
-    _, splits = benchmark.load_task(*tasks[0][1:], 2, args, config)
+        next(benchmark.tasks(args, config))
+    args.seeds = [2]
+    task = next(benchmark.tasks(args, config))
+    assert task.scenario == "twin1"
     passes = {name: set(zip(split["scenario"], split["seq_index"], strict=True))
-              for name, split in splits["hard"].items()}
+              for name, split in task.splits["hard"].items()}
     assert {s for s, _ in passes["test"]} == {"twin1"} and {s for s, _ in passes["train"]} == {"twin4"}
     assert passes["validation"] and not passes["validation"] & passes["train"]
-    assert splits["soft"]["validation"]["sample_index"] == splits["hard"]["validation"]["sample_index"]
+    assert task.splits["soft"]["validation"]["sample_index"] == task.splits["hard"]["validation"]["sample_index"]
+
+
+def test_few_shot_adapts_on_a_fraction_of_the_in_scenario_training_passes(tmp_path):
+    root = tmp_path / "twin"
+    generate_scenarios(root, ["twin1", "twin3", "twin4"], num_samples=300, image_size=(48, 27))
+    config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
+    common = {"data_dir": [str(root)], "output_dir": str(tmp_path / "out"), "seeds": [0]}
+    in_scenario = next(benchmark.tasks(benchmark.BenchmarkArguments(**common), config))
+    args = benchmark.BenchmarkArguments(**common, protocol="few_shot", train_fractions=[0.3], epochs=1, ensemble=1,
+                                        preset="wmlm-tiny")
+    task = next(benchmark.tasks(args, config))
+    assert (task.scenario, task.train_fraction, task.source.scenario) == ("twin1", 0.3, "twin1")
+    # The same test windows as in_scenario; a third of its training passes, the same for both label kinds.
+    assert task.splits["hard"]["test"]["sample_index"] == in_scenario.splits["hard"]["test"]["sample_index"]
+    passes = {kind: set(zip(split["train"]["scenario"], split["train"]["seq_index"], strict=True))
+              for kind, split in task.splits.items()}
+    every = set(zip(in_scenario.splits["hard"]["train"]["scenario"], in_scenario.splits["hard"]["train"]["seq_index"],
+                    strict=True))
+    assert passes["hard"] == passes["soft"] < every and len(passes["hard"]) == round(0.3 * len(every))
+    np.testing.assert_array_equal(task.data["train"]["sample_index"], task.splits["hard"]["train"]["sample_index"])
+    # The source model trained on the other two scenarios, never the held-out one.
+    assert {s for s in task.source.data["train"]["scenario"]} == {"twin3", "twin4"}
+    assert set(task.source.data["test"]["scenario"]) == {"twin1"}
+    probabilities = benchmark.wmlm(task, args)
+    assert probabilities["test"].shape == (len(task.data["test"]["labels"]), 3, 64)
+    np.testing.assert_allclose(probabilities["test"].sum(-1), 1.0, rtol=1e-5)

@@ -1,25 +1,28 @@
 """`wmlm benchmark`: WMLM against the field's baselines on the same DeepSense windows, with the field's metrics.
 
     wmlm benchmark --data_dir ../shared/deepsense6g --protocol in_scenario \
-        --methods wmlm gru persistence knn_gps --seeds 0 1 2 --output_dir outputs/benchmark
+        --methods wmlm gru persistence knn_gps llm_reprogram interpolation_ceiling --seeds 0 1 2 --output_dir OUT
 
-Every method sees the same train / validation / test windows (whole sequences per split); choices (early stopping)
-use validation only. Each method returns beam probabilities (N, horizon, num_beams) for the test windows, which the
-metric modules in metrics/ score against the measured future power vectors. Writes OUT/results.json (one record per
-method, scenario and seed) and OUT/results.md (mean ± std over seeds).
+Every method sees the same train / validation / test windows (whole sequences per split); every choice (early
+stopping, the GRU's settings) reads validation only. Each method returns beam probabilities (N, horizon, num_beams)
+for the validation and test windows, which the metric modules in metrics/ score against the measured future power
+vectors. WMLM trains with the `Trainer` under the hyperparameters of its preset's adapt recipe
+(recipes/<preset>/adapt/config_full.yaml; LoRA: config_lora.yaml). Writes OUT/results.json (one record per method,
+scenario, seed and train fraction), OUT/results.md (mean ± std over seeds) and PNG plots.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
 import evaluate
 import numpy as np
 import torch
+from accelerate import PartialState
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import GPT2Config, GPT2Model, Trainer, TrainingArguments, set_seed
 
 from dataset_scripts.deepsense6g import load_deepsense6g
 from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
@@ -27,34 +30,50 @@ from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMProcessor
 from modeling_wmlm.configuration_wmlm import DEFAULT_ENCODER_CONFIGS
 from modeling_wmlm.modeling_wmlm import log_minmax, power_soft_targets
 
+from .adapt import AdaptModelArguments, prepare_model
 from .data import WindowCollator, fit_normalization, window_kwargs
-from .training import parse_arguments
+from .training import DataArguments, parse_arguments, sequence_fraction
 
-METRICS = Path(__file__).resolve().parents[1] / "metrics"
-PROTOCOLS = ("in_scenario", "cross_scenario")
+ROOT = Path(__file__).resolve().parents[1]
+METRICS, RECIPES = ROOT / "metrics", ROOT / "recipes"
+PROTOCOLS = ("in_scenario", "cross_scenario", "few_shot")
+IN_SCENARIO_FRACTIONS = (0.7, 0.1, 0.2)
 
 
 @dataclass
 class BenchmarkArguments:
     data_dir: list[str] = field(metadata={"help": "DeepSense scenario folders or zips, or folders holding several"})
     protocol: str = field(default="in_scenario", metadata={
-        "help": "in_scenario (each scenario split 0.7 / 0.1 / 0.2 by sequence) or cross_scenario (train on all but "
-                "one scenario, a tenth of their sequences validating; test zero-shot on the held-out one, rotating)"})
+        "help": "in_scenario: each scenario split 0.7 / 0.1 / 0.2 by sequence. cross_scenario: train on all but one "
+                "scenario (a tenth of their sequences validating), test zero-shot on the held-out one, rotating. "
+                "few_shot: the cross_scenario model, then LoRA on train_fractions of the held-out scenario's "
+                "in-scenario training sequences (the same test windows as in_scenario)"})
     methods: list[str] = field(default_factory=lambda: ["wmlm", "gru", "persistence", "knn_gps"], metadata={
-        "help": "wmlm, gru, persistence, knn_gps"})
+        "help": "wmlm, gru, persistence, knn_gps, llm_reprogram, interpolation_ceiling (a reference that sees the "
+                "future)"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "split and training seeds"})
-    output_dir: str = field(default="outputs/benchmark", metadata={"help": "results.json, results.md, the cache"})
-    preset: str = field(default="wmlm-tiny", metadata={"help": "WMLM preset"})
+    output_dir: str = field(default="outputs/benchmark", metadata={"help": "results, plots, the cache"})
+    preset: str = field(default="wmlm-small", metadata={
+        "help": "WMLM preset; its recipes/<preset>/adapt/config_{full,lora}.yaml give WMLM's training settings"})
+    config_overrides: str | None = field(default=None, metadata={
+        "help": "WMLM config values over the preset, as run_clm.py: 'hidden_dropout=0.1,num_hidden_layers=3'"})
     modalities: list[str] = field(default_factory=lambda: ["beam", "gps"], metadata={
-        "help": "modalities WMLM and the GRU use (real DeepSense 1-5 carry no frames)"})
-    epochs: int = field(default=15, metadata={"help": "training epochs of the learned methods (best on validation)"})
-    batch_size: int = field(default=64, metadata={"help": "training windows per step"})
-    wmlm_learning_rate: float = field(default=1e-3, metadata={"help": "WMLM AdamW learning rate"})
-    gru_learning_rate: float = field(default=3e-3, metadata={"help": "GRU Adam learning rate"})
-    gru_hidden_size: int = field(default=128, metadata={"help": "GRU hidden size (2 layers)"})
-    soft_labels: bool = field(default=False, metadata={
-        "help": "train WMLM and the GRU alike on soft targets from the measured future power (softmax of dB / "
+        "help": "modalities WMLM and the baselines use (real DeepSense 1-5 carry no frames)"})
+    soft_labels: bool = field(default=True, metadata={
+        "help": "train every learned method on soft targets from the measured future power (softmax of dB over "
                 "the config's beam_soft_label_temperature_db) instead of the best beam alone"})
+    ensemble: int = field(default=3, metadata={
+        "help": "members of every learned method's seed ensemble (probabilities averaged)"})
+    train_fractions: list[float] = field(default_factory=lambda: [0.1, 0.3], metadata={
+        "help": "few_shot: shares of the held-out scenario's training sequences"})
+    epochs: int | None = field(default=None, metadata={"help": "WMLM epochs; default: the recipe's"})
+    baseline_epochs: int = field(default=20, metadata={
+        "help": "epochs of the GRU, LLM-reprogramming and interpolation models (best on validation)"})
+    batch_size: int = field(default=64, metadata={"help": "baselines' training windows per step"})
+    llm_name_or_path: str | None = field(default=None, metadata={
+        "help": "llm_reprogram: a local GPT-2 checkpoint, kept frozen but for its layer norms and position "
+                "embeddings (LLM4CP); default: a randomly initialised GPT-2 architecture, trained in full"})
+    plots: bool = field(default=True, metadata={"help": "write PNG plots beside results.md"})
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -62,6 +81,23 @@ class BenchmarkArguments:
         unknown = set(self.methods) - set(METHODS)
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {sorted(METHODS)}")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
+        if not all(0 < f <= 1 for f in self.train_fractions):
+            raise ValueError(f"train_fractions must lie in (0, 1], got {self.train_fractions}")
+
+
+@dataclass
+class Task:
+    """The windows of one (scenario, seed, train fraction): arrays with the measured future power as labels (for
+    scoring and the baselines), and the datasets with beam labels ("hard") and future power labels ("soft")."""
+
+    scenario: str
+    seed: int
+    data: dict[str, dict[str, np.ndarray]]
+    splits: dict[str, datasets.DatasetDict]
+    train_fraction: float = 1.0
+    source: "Task | None" = None  # few_shot: the other scenarios' task, whose models are adapted
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -69,7 +105,8 @@ class BenchmarkArguments:
 
 
 def window_arrays(split: datasets.Dataset) -> dict[str, np.ndarray]:
-    columns = split.select_columns(["beam_power", "beam_index", "gps_position", "labels"]).with_format("numpy")
+    columns = split.select_columns(["scenario", "sample_index", "beam_power", "beam_index", "gps_position",
+                                    "labels"]).with_format("numpy")
     return {name: np.asarray(columns[name]) for name in columns.column_names}
 
 
@@ -77,35 +114,28 @@ def one_hot(indices: np.ndarray, num_beams: int) -> np.ndarray:
     return np.eye(num_beams, dtype=np.float32)[indices]
 
 
+def beam_targets(future_power: np.ndarray, soft: bool) -> torch.Tensor:
+    """(N, horizon, num_beams) measured power -> the soft targets WMLM's loss uses, or the best beams."""
+    power = torch.as_tensor(future_power, dtype=torch.float32)
+    return power_soft_targets(power, SOFT_LABEL_TEMPERATURE_DB) if soft else power.argmax(-1)
+
+
+def step_features(power, position, modalities) -> torch.Tensor:
+    """(N, T, F): per step the power and position exactly as WMLM's encoders read them by default."""
+    parts = [log_minmax(torch.as_tensor(power, dtype=torch.float32))]
+    if "gps" in modalities and position is not None:
+        gps = DEFAULT_ENCODER_CONFIGS["gps"]
+        center = torch.tensor(gps["position_center_m"])
+        parts.append((torch.as_tensor(position, dtype=torch.float32) - center) / gps["position_scale_m"])
+    return torch.cat(parts, -1)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
-# Methods: (window arrays per split, the datasets, args, seed) -> {"validation": p, "test": p}, beam probabilities
-# (N, horizon, num_beams) per split; fit on train, choose on validation.
-
-
-def persistence(data, splits, args, seed) -> dict[str, np.ndarray]:
-    """Repeat the last best beam for every future step."""
-    def predict(split):
-        last = split["beam_index"][:, -1]
-        return np.repeat(one_hot(last, split["beam_power"].shape[-1])[:, None], split["labels"].shape[1], axis=1)
-
-    return {name: predict(data[name]) for name in ("validation", "test")}
-
-
-def knn_gps(data, splits, args, seed, k: int = 5) -> dict[str, np.ndarray]:
-    """The future beams of the k training windows whose last position is nearest, as vote shares per step."""
-    train = data["train"]
-
-    def predict(split):
-        distance = np.linalg.norm(split["gps_position"][:, None, -1] - train["gps_position"][None, :, -1], axis=-1)
-        nearest = np.argsort(distance, axis=1)[:, :k]  # (N, k)
-        future = train["labels"].argmax(-1)[nearest]  # (N, k, horizon)
-        return one_hot(future, train["beam_power"].shape[-1]).mean(1)
-
-    return {name: predict(data[name]) for name in ("validation", "test")}
+# Learned baselines: one training loop, best epoch on validation top-1
 
 
 class GRUBeamPredictor(nn.Module):
-    """The DeepSense GRU baseline: a 2-layer GRU over per-step power (and GPS) features, one head per future step."""
+    """The DeepSense GRU baseline: a 2-layer GRU over per-step features, one head per future step."""
 
     def __init__(self, in_features: int, hidden_size: int, horizon: int, num_beams: int):
         super().__init__()
@@ -118,30 +148,39 @@ class GRUBeamPredictor(nn.Module):
         return self.head(output[:, -1]).view(-1, self.horizon, self.num_beams)
 
 
-def gru_features(split, modalities) -> torch.Tensor:
-    """(N, T, F): per step the power and position exactly as WMLM's encoders read them by default."""
-    parts = [log_minmax(torch.as_tensor(split["beam_power"], dtype=torch.float32))]
-    if "gps" in modalities:
-        gps = DEFAULT_ENCODER_CONFIGS["gps"]
-        center = torch.tensor(gps["position_center_m"])
-        parts.append((torch.as_tensor(split["gps_position"], dtype=torch.float32) - center) / gps["position_scale_m"])
-    return torch.cat(parts, -1)
+class LLMReprogramming(nn.Module):
+    """BeamLLM / LLM4CP style: per-step features -> a linear input adapter -> a GPT-2 (transformers) -> a head on
+    the last hidden state, one output per future step."""
+
+    def __init__(self, in_features: int, horizon: int, num_beams: int, llm_name_or_path: str | None):
+        super().__init__()
+        if llm_name_or_path:
+            self.llm = GPT2Model.from_pretrained(llm_name_or_path)
+            for name, parameter in self.llm.named_parameters():  # LLM4CP tunes only these
+                parameter.requires_grad = "ln" in name or "wpe" in name
+        else:
+            self.llm = GPT2Model(GPT2Config(n_layer=4, n_head=4, n_embd=128, n_positions=32, resid_pdrop=0.1,
+                                            embd_pdrop=0.1, attn_pdrop=0.1))
+        width = self.llm.config.n_embd
+        self.adapter = nn.Sequential(nn.Linear(in_features, width), nn.GELU(), nn.Linear(width, width))
+        self.head = nn.Linear(width, horizon * num_beams)
+        self.horizon, self.num_beams = horizon, num_beams
+
+    def forward(self, features):  # (B, T, F) -> (B, horizon, num_beams)
+        hidden = self.llm(inputs_embeds=self.adapter(features)).last_hidden_state
+        return self.head(hidden[:, -1]).view(-1, self.horizon, self.num_beams)
 
 
-def gru(data, splits, args, seed) -> dict[str, np.ndarray]:
+def fit(model: nn.Module, features: dict, targets: torch.Tensor, validation_labels: np.ndarray, epochs: int,
+        learning_rate: float, batch_size: int, seed: int) -> tuple[float, dict[str, np.ndarray]]:
+    """Adam on (soft) cross-entropy; -> (validation top-1 of the best epoch, its probabilities per split)."""
     torch.manual_seed(seed)
-    features = {name: gru_features(split, args.modalities) for name, split in data.items()}
-    power = torch.tensor(data["train"]["labels"])
-    targets = power_soft_targets(power, SOFT_LABEL_TEMPERATURE_DB) if args.soft_labels else power.argmax(-1)
-    horizon, num_beams = data["train"]["labels"].shape[1:]
-    model = GRUBeamPredictor(features["train"].shape[-1], args.gru_hidden_size, horizon, num_beams)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.gru_learning_rate)
-    validation_labels = data["validation"]["labels"].argmax(-1)
-    best, best_state = -1.0, None
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(args.epochs):
+    best, best_state = -1.0, None
+    for _ in range(epochs):
         model.train()
-        for batch in torch.randperm(len(targets), generator=generator).split(args.batch_size):
+        for batch in torch.randperm(len(targets), generator=generator).split(batch_size):
             loss = nn.functional.cross_entropy(model(features["train"][batch]).flatten(0, 1),
                                                targets[batch].flatten(0, 1))
             optimizer.zero_grad()
@@ -149,72 +188,287 @@ def gru(data, splits, args, seed) -> dict[str, np.ndarray]:
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            accuracy = (model(features["validation"]).argmax(-1).numpy() == validation_labels).mean()
+            accuracy = float((model(features["validation"]).argmax(-1).numpy() == validation_labels).mean())
         if accuracy > best:
             best, best_state = accuracy, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     with torch.no_grad():
-        return {name: model(features[name]).softmax(-1).numpy() for name in ("validation", "test")}
+        return best, {name: model(value).softmax(-1).numpy() for name, value in features.items() if name != "train"}
 
 
-def wmlm(data, splits, args, seed) -> dict[str, np.ndarray]:
-    """WMLMForBeamPrediction from scratch through the Trainer, the epoch best on validation top-1 kept."""
-    set_seed(seed)
+def average(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.mean([m[name] for m in members], axis=0) for name in members[0]}
+
+
+def member_seeds(seed: int, count: int) -> list[int]:
+    return [1000 * seed + member for member in range(count)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Methods: (task, args) -> {"validation": p, "test": p}, beam probabilities (N, horizon, num_beams) per split
+
+
+def persistence(task: Task, args) -> dict[str, np.ndarray]:
+    """Repeat the last best beam for every future step."""
+    def predict(split):
+        last = split["beam_index"][:, -1]
+        return np.repeat(one_hot(last, split["beam_power"].shape[-1])[:, None], split["labels"].shape[1], axis=1)
+
+    return {name: predict(task.data[name]) for name in ("validation", "test")}
+
+
+def knn_gps(task: Task, args, k: int = 5) -> dict[str, np.ndarray]:
+    """The future beams of the k training windows whose last position is nearest, as vote shares per step."""
+    train = task.data["train"]
+
+    def predict(split):
+        distance = np.linalg.norm(split["gps_position"][:, None, -1] - train["gps_position"][None, :, -1], axis=-1)
+        nearest = np.argsort(distance, axis=1)[:, :k]  # (N, k)
+        future = train["labels"].argmax(-1)[nearest]  # (N, k, horizon)
+        return one_hot(future, train["beam_power"].shape[-1]).mean(1)
+
+    return {name: predict(task.data[name]) for name in ("validation", "test")}
+
+
+# Searched on validation for every task; the GRU papers' usual range.
+GRU_GRID = [{"hidden_size": h, "learning_rate": lr} for h in (64, 128, 256) for lr in (1e-3, 3e-3)]
+
+
+def gru(task: Task, args) -> dict[str, np.ndarray]:
+    """The strong GRU: settings searched on validation, soft labels, multi-site pretraining when the protocol has
+    other sites (few_shot), and the same seed ensemble as WMLM."""
+    features = {name: step_features(split["beam_power"], split["gps_position"], args.modalities)
+                for name, split in task.data.items()}
+    targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
+    validation_labels = task.data["validation"]["labels"].argmax(-1)
+    horizon, num_beams = task.data["train"]["labels"].shape[1:]
+
+    def train(settings, seed):
+        model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
+        if task.source is not None:  # few_shot: start from the GRU trained on the other scenarios
+            model.load_state_dict(pretrained_gru(task.source, args, settings, seed).state_dict())
+        return fit(model, features, targets, validation_labels, args.baseline_epochs, settings["learning_rate"],
+                   args.batch_size, seed)
+
+    first, *others = member_seeds(task.seed, args.ensemble)
+    searched = [(train(settings, first), settings) for settings in GRU_GRID]
+    (_, probabilities), settings = max(searched, key=lambda result: result[0][0])
+    return average([probabilities] + [train(settings, seed)[1] for seed in others])
+
+
+_PRETRAINED_GRUS = {}
+
+
+def pretrained_gru(source: Task, args, settings: dict, seed: int) -> GRUBeamPredictor:
+    key = (source.scenario, source.seed, tuple(settings.items()), seed)
+    if key not in _PRETRAINED_GRUS:
+        features = {name: step_features(split["beam_power"], split["gps_position"], args.modalities)
+                    for name, split in source.data.items() if name != "test"}
+        horizon, num_beams = source.data["train"]["labels"].shape[1:]
+        model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
+        fit(model, features, beam_targets(source.data["train"]["labels"], args.soft_labels),
+            source.data["validation"]["labels"].argmax(-1), args.baseline_epochs, settings["learning_rate"],
+            args.batch_size, seed)
+        _PRETRAINED_GRUS[key] = model
+    return _PRETRAINED_GRUS[key]
+
+
+def llm_reprogram(task: Task, args) -> dict[str, np.ndarray]:
+    features = {name: step_features(split["beam_power"], split["gps_position"], args.modalities)
+                for name, split in task.data.items()}
+    targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
+    horizon, num_beams = task.data["train"]["labels"].shape[1:]
+    members = []
+    for seed in member_seeds(task.seed, args.ensemble):
+        torch.manual_seed(seed)
+        model = LLMReprogramming(features["train"].shape[-1], horizon, num_beams, args.llm_name_or_path)
+        members.append(fit(model, features, targets, task.data["validation"]["labels"].argmax(-1),
+                           args.baseline_epochs, 1e-3, args.batch_size, seed)[1])
+    return average(members)
+
+
+def interpolation_ceiling(task: Task, args) -> dict[str, np.ndarray]:
+    """A reference, not a method: a GRU that guesses the best beam at step i from the measured power vectors at
+    steps i-1 and i+1. It sees the future, so a forecaster near it has little left to gain."""
+    def pairs(split):  # -> (N, horizon, 2, num_beams) the neighbours of every future step
+        power = np.concatenate([split["beam_power"], split["labels"], following_power(split)[:, None]], axis=1)
+        steps = np.arange(split["beam_power"].shape[1], power.shape[1] - 1)
+        return np.stack([power[:, steps - 1], power[:, steps + 1]], axis=2)
+
+    train = task.data["train"]
+    history = np.concatenate([train["beam_power"], train["labels"]], axis=1)  # (N, T + H, B)
+    inner = np.arange(1, history.shape[1] - 1)
+    features = {"train": step_features(np.stack([history[:, inner - 1], history[:, inner + 1]], 2).reshape(
+        -1, 2, history.shape[-1]), None, ())}
+    targets = beam_targets(history[:, inner].reshape(-1, 1, history.shape[-1]), args.soft_labels)
+    neighbours = {name: pairs(task.data[name]) for name in ("validation", "test")}
+    for name, value in neighbours.items():
+        features[name] = step_features(value.reshape(-1, 2, value.shape[-1]), None, ())
+    horizon = train["labels"].shape[1]
+    validation_labels = task.data["validation"]["labels"].argmax(-1).reshape(-1, 1)
+    members = []
+    for seed in member_seeds(task.seed, args.ensemble):
+        torch.manual_seed(seed)
+        model = GRUBeamPredictor(features["train"].shape[-1], 128, 1, history.shape[-1])
+        members.append(fit(model, features, targets, validation_labels, args.baseline_epochs, 3e-3,
+                           args.batch_size, seed)[1])
+    return {name: p.reshape(-1, horizon, p.shape[-1]) for name, p in average(members).items()}
+
+
+def following_power(split) -> np.ndarray:
+    """(N, num_beams): the measured power one step after each window's last future step, from the window that
+    starts one step later; a window at the end of its pass has none and repeats its last future step's
+    predecessor, so the ceiling sees one neighbour twice there (a conservative reference)."""
+    index = split["sample_index"]
+    start = {(s, *first): i for i, (s, first) in enumerate(zip(split["scenario"], index[:, :2].tolist(), strict=True))}
+    following = split["labels"][:, -2].copy()
+    for i, (scenario, second) in enumerate(zip(split["scenario"], index[:, 1:3].tolist(), strict=True)):
+        nxt = start.get((scenario, *second))
+        if nxt is not None:
+            following[i] = split["labels"][nxt, -1]
+    return following
+
+
+def wmlm(task: Task, args) -> dict[str, np.ndarray]:
+    """WMLMForBeamPrediction through the Trainer under its recipe's settings, the epoch best on validation kept; a
+    seed ensemble. few_shot: a LoRA adapter (config_lora.yaml) on the model trained on the other scenarios."""
+    members = []
+    for seed in member_seeds(task.seed, args.ensemble):
+        if task.source is None:
+            model, processor = scratch_model(task, args)
+            trainer = wmlm_trainer(model, processor, task, args, "full", seed)
+        else:
+            base, processor = foundation_model(task.source, args)
+            lora, training = recipe_arguments(args, "lora", task, seed)
+            trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
+        trainer.train()
+        members.append({name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions)
+                        .softmax(-1).numpy() for name in ("validation", "test")})
+    return average(members)
+
+
+def wmlm_config(args) -> WMLMConfig:
     config = WMLMConfig.from_preset(args.preset, modalities=args.modalities)
+    if args.config_overrides:
+        config.update_from_string(args.config_overrides)
+    return config
+
+
+def scratch_model(task: Task, args):
+    config = wmlm_config(args)
     processor = WMLMProcessor.from_config(config)
-    model = WMLMForBeamPrediction(fit_normalization(processor, config, splits["hard"]["train"]))
-    training = TrainingArguments(
-        output_dir=str(Path(args.output_dir) / "scratch"), per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=256, num_train_epochs=args.epochs, learning_rate=args.wmlm_learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01, eval_strategy="epoch",
-        save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="top1",
-        report_to=[], remove_unused_columns=False, disable_tqdm=True, logging_strategy="no", seed=seed,
-    )
-    train = splits["soft" if args.soft_labels else "hard"]["train"]  # soft: the future power vectors as labels
-    trainer = Trainer(model=model, args=training, train_dataset=train, eval_dataset=splits["hard"]["validation"],
-                      data_collator=WindowCollator(processor), compute_metrics=beam_top1)
-    trainer.train()
-    return {name: torch.tensor(trainer.predict(splits["hard"][name]).predictions).softmax(-1).numpy()
-            for name in ("validation", "test")}
+    return WMLMForBeamPrediction(fit_normalization(processor, config, task.splits["hard"]["train"])), processor
+
+
+def recipe_arguments(args, mode: str, task: Task, seed: int) -> tuple[AdaptModelArguments, TrainingArguments]:
+    """The preset's adapt recipe (config_full.yaml / config_lora.yaml) as the user runs it, pointed at this task:
+    its optimiser, schedule, batch, epochs and LoRA settings."""
+    recipe = RECIPES / args.preset / "adapt" / f"config_{mode}.yaml"
+    if not recipe.is_file():
+        raise FileNotFoundError(f"no recipe {recipe}: the benchmark trains WMLM with its preset's adapt recipe; "
+                                f"run from a checkout of the repository or pick a preset with recipes/<preset>/")
+    output_dir = Path(args.output_dir) / "runs" / f"{task.scenario}-{task.seed}-{task.train_fraction}-{mode}-{seed}"
+    overrides = ["--output_dir", str(output_dir), "--seed", str(seed), "--report_to", "none", "--disable_tqdm",
+                 "true", "--logging_strategy", "no", "--save_total_limit", "1", "--use_cpu",
+                 str(not torch.cuda.is_available())]
+    if args.epochs is not None:
+        overrides += ["--num_train_epochs", str(args.epochs)]
+    model_args, _, training = parse_arguments((AdaptModelArguments, DataArguments, TrainingArguments),
+                                              [str(recipe), *overrides])
+    return model_args, training
+
+
+def wmlm_trainer(model, processor, task: Task, args, mode: str, seed: int, training=None) -> Trainer:
+    set_seed(seed)
+    if training is None:
+        training = recipe_arguments(args, mode, task, seed)[1]
+    training.label_names = ["labels"]  # a PeftModel's forward hides the signature the Trainer reads them from
+    train = task.splits["soft" if args.soft_labels else "hard"]["train"]  # soft: the future power as labels
+    return Trainer(model=model, args=training, train_dataset=train, eval_dataset=task.splits["hard"]["validation"],
+                   data_collator=WindowCollator(processor), compute_metrics=beam_top1)
+
+
+_FOUNDATIONS = {}
+
+
+def foundation_model(source: Task, args):
+    """WMLM adapted in full on the other scenarios (as cross_scenario trains it), once per held-out scenario and
+    seed, which every ensemble member's adapter starts from; -> (a fresh copy, its processor)."""
+    key = (source.scenario, source.seed)
+    if key not in _FOUNDATIONS:
+        model, processor = scratch_model(source, args)
+        trainer = wmlm_trainer(model, processor, source, args, "full", member_seeds(source.seed, 1)[0])
+        trainer.train()
+        _FOUNDATIONS[key] = ({k: v.clone() for k, v in trainer.model.state_dict().items()}, model.config, processor)
+    state, config, processor = _FOUNDATIONS[key]
+    model = WMLMForBeamPrediction(config)
+    model.load_state_dict(state)
+    return model, processor
 
 
 def beam_top1(prediction) -> dict:
     return {"top1": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
 
 
-SOFT_LABEL_TEMPERATURE_DB = WMLMConfig.beam_soft_label_temperature_db  # the GRU gets WMLM's soft targets
-METHODS = {"wmlm": wmlm, "gru": gru, "persistence": persistence, "knn_gps": knn_gps}
+SOFT_LABEL_TEMPERATURE_DB = WMLMConfig.beam_soft_label_temperature_db  # every method gets WMLM's soft targets
+METHODS = {"wmlm": wmlm, "gru": gru, "llm_reprogram": llm_reprogram, "knn_gps": knn_gps, "persistence": persistence,
+           "interpolation_ceiling": interpolation_ceiling}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Protocols, scoring and reports
+# Protocols
 
 
-def tasks(args):
-    """-> [(test scenario name, builder kwargs of the training scenarios, builder kwargs of the test scenario or
-    None)]. Validation is always whole sequences of the training scenarios, split off by the builder."""
+def tasks(args, config: WMLMConfig):
+    """Yield a Task per (scenario, seed[, train fraction]). Validation is always whole sequences of the training
+    scenarios, split off by the builder; the test split is never read for a choice."""
     folders = discover_scenarios(args.data_dir, extract=str)
-    if args.protocol == "in_scenario":
-        return [(f.name, {"scenario_paths": [str(f)], "split_fractions": (0.7, 0.1, 0.2)}, None) for f in folders]
-    return [(held_out.name, {"scenario_paths": [str(f) for f in folders if f != held_out],
-                             "split_fractions": (0.9, 0.1, 0.0)},
-             {"scenario_paths": [str(held_out)], "split_fractions": (0.0, 0.0, 1.0)}) for held_out in folders]
+    for held_out in folders:
+        others = [str(f) for f in folders if f != held_out]
+        for seed in args.seeds:
+            if args.protocol == "in_scenario":
+                yield load_task(held_out.name, seed, args, config, [str(held_out)], IN_SCENARIO_FRACTIONS)
+                continue
+            source = load_task(held_out.name, seed, args, config, others, (0.9, 0.1, 0.0), [str(held_out)])
+            if args.protocol == "cross_scenario":
+                yield source
+                continue
+            target = load_task(held_out.name, seed, args, config, [str(held_out)], IN_SCENARIO_FRACTIONS)
+            for fraction in args.train_fractions:
+                yield few_shot_task(target, source, fraction)
 
 
-def load_task(train_spec: dict, test_spec: dict | None, seed: int, args, config: WMLMConfig) -> tuple[dict, dict]:
-    """Windows of one task, in the same order: arrays with the measured future power (for scoring and the
-    baselines), and the datasets with beam labels ("hard") and with future power labels ("soft") for WMLM."""
+def load_task(scenario: str, seed: int, args, config: WMLMConfig, train_paths: list[str], fractions,
+              test_paths: list[str] | None = None) -> Task:
+    """The windows of `train_paths` split by `fractions`; with `test_paths`, that scenario is the test split."""
     common = {"split_seed": seed, "cache_dir": str(Path(args.output_dir) / "cache"), **window_kwargs(config)}
     splits = {}
     for kind, config_name in (("hard", "beam_prediction"), ("soft", "power_forecast")):
-        splits[kind] = load_deepsense6g(config_name=config_name, **train_spec, **common)
-        if test_spec is not None:  # cross_scenario: the held-out scenario is the test split
-            splits[kind]["test"] = load_deepsense6g(config_name=config_name, **test_spec, **common)["test"]
+        splits[kind] = load_deepsense6g(train_paths, config_name, split_fractions=tuple(fractions), **common)
+        if test_paths is not None:
+            splits[kind]["test"] = load_deepsense6g(test_paths, config_name, split_fractions=(0.0, 0.0, 1.0),
+                                                    **common)["test"]
     missing = {"train", "validation", "test"} - set(splits["hard"])
     if missing:
-        raise ValueError(f"no {sorted(missing)} windows for {train_spec['scenario_paths']} (seed {seed}): too few or "
-                         f"too short sequences for a {config.history_len} + {config.horizon} window; give more data")
-    return {name: window_arrays(split) for name, split in splits["soft"].items()}, splits
+        raise ValueError(f"no {sorted(missing)} windows for {train_paths} (seed {seed}): too few or too short "
+                         f"sequences for a {config.history_len} + {config.horizon} window; give more data")
+    data = {name: window_arrays(split) for name, split in splits["soft"].items()}
+    return Task(scenario, seed, data, splits)
+
+
+def few_shot_task(target: Task, source: Task, fraction: float) -> Task:
+    """The target's task with only a seeded `fraction` of its training sequences (the same draw for both label
+    kinds), adapting the source's models."""
+    keep = sequence_fraction(target.splits["soft"]["train"].add_column(
+        "position", list(range(target.splits["soft"]["train"].num_rows))), fraction, target.seed)["position"]
+    splits = {kind: datasets.DatasetDict({**split, "train": split["train"].select(keep)})
+              for kind, split in target.splits.items()}
+    data = {**target.data, "train": {k: v[keep] for k, v in target.data["train"].items()}}
+    return replace(target, data=data, splits=splits, train_fraction=fraction, source=source)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Scoring and reports
 
 
 def score(probabilities: np.ndarray, future_power: np.ndarray, metrics: dict) -> dict:
@@ -226,49 +480,76 @@ def score(probabilities: np.ndarray, future_power: np.ndarray, metrics: dict) ->
             "ece": calibration["ece"], "sweep": calibration["sweep"]}
 
 
+def load_metrics() -> dict:
+    return {name: evaluate.load(str(METRICS / folder)) for name, folder in (
+        ("topk", "beam_topk"), ("dba", "dba_score"), ("power_loss", "beam_power_loss"),
+        ("calibration", "beam_calibration"))}
+
+
 def main(argv=None):
     (args,) = parse_arguments((BenchmarkArguments,), argv)
     datasets.disable_progress_bars()
+    state = PartialState()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {name: evaluate.load(str(METRICS / folder)) for name, folder in (
-        ("topk", "beam_topk"), ("dba", "dba_score"), ("power_loss", "beam_power_loss"),
-        ("calibration", "beam_calibration"))}
-    config = WMLMConfig.from_preset(args.preset, modalities=args.modalities)
-    jobs = [(scenario, train, test, seed) for scenario, train, test in tasks(args) for seed in args.seeds]
-    records = []
-    with tqdm(total=len(jobs) * len(args.methods), desc="benchmark") as progress:
-        for scenario, train, test, seed in jobs:
-            data, splits = load_task(train, test, seed, args, config)
+    metrics, config = load_metrics(), wmlm_config(args)
+    records, confusion = [], {}
+    with tqdm(desc="benchmark", unit="run", disable=not state.is_main_process) as progress:
+        for task in tasks(args, config):
             for method in args.methods:
-                progress.set_postfix_str(f"{scenario} seed {seed} {method}")
-                probabilities = METHODS[method](data, splits, args, seed)
-                validation = probabilities["validation"].argmax(-1) == data["validation"]["labels"].argmax(-1)
-                records.append({"method": method, "scenario": scenario, "seed": seed, "protocol": args.protocol,
-                                "train_fraction": 1.0, "validation_top1": float(validation.mean()),
-                                **score(probabilities["test"], data["test"]["labels"], metrics)})
-                (out / "results.json").write_text(json.dumps(records, indent=1))
+                progress.set_postfix_str(f"{task.scenario} seed {task.seed} {task.train_fraction:g} {method}")
+                probabilities = METHODS[method](task, args)
+                records.append(record(method, task, args, probabilities, metrics))
+                confusion[method] = confusion.get(method, 0) + confusion_counts(probabilities["test"], task)
+                if state.is_main_process:
+                    (out / "results.json").write_text(json.dumps(records, indent=1))
                 progress.update()
-    (out / "results.md").write_text(results_table(records))
-    print(results_table(records))
+    if state.is_main_process:
+        (out / "results.md").write_text(results_table(records))
+        if args.plots:
+            from .plots import write_plots
+            write_plots(records, confusion, out)
+        print(results_table(records))
     return records
 
 
+def record(method: str, task: Task, args, probabilities: dict, metrics: dict) -> dict:
+    validation = probabilities["validation"].argmax(-1) == task.data["validation"]["labels"].argmax(-1)
+    return {"method": method, "scenario": task.scenario, "seed": task.seed, "protocol": args.protocol,
+            "train_fraction": task.train_fraction, "validation_top1": float(validation.mean()),
+            **score(probabilities["test"], task.data["test"]["labels"], metrics)}
+
+
+def confusion_counts(probabilities: np.ndarray, task: Task) -> np.ndarray:
+    """(num_beams, num_beams) counts of (true best beam, predicted beam) over the test windows' steps."""
+    num_beams = probabilities.shape[-1]
+    true, predicted = task.data["test"]["labels"].argmax(-1).ravel(), probabilities.argmax(-1).ravel()
+    return np.bincount(true * num_beams + predicted, minlength=num_beams**2).reshape(num_beams, num_beams)
+
+
 def results_table(records: list[dict]) -> str:
-    """Mean ± std over seeds of the headline metrics, one row per scenario and method."""
+    """Mean ± std over seeds of the headline metrics, one row per scenario, train fraction and method."""
     columns = ("validation_top1", "top1", "top3", "dba", "within_0p5db", "power_loss_db")
-    lines = ["| scenario | method | " + " | ".join(f"{c} (mean of steps)" if isinstance(records[0][c], list) else c
-                                                   for c in columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
-    keys = sorted({(r["scenario"], r["method"]) for r in records}, key=lambda k: (k[0], list(METHODS).index(k[1])))
-    for scenario, method in keys:
-        mine = [r for r in records if (r["scenario"], r["method"]) == (scenario, method)]
-        cells = []
-        for column in columns:
-            values = np.array([np.mean(r[column]) for r in mine])
-            cells.append(f"{values.mean():.3f} ± {values.std():.3f}")
-        lines.append(f"| {scenario} | {method} | " + " | ".join(cells) + " |")
+    lines = ["| scenario | train fraction | method | " + " | ".join(
+        f"{c} (mean of steps)" if isinstance(records[0][c], list) else c for c in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns)]
+    keys = sorted({(r["scenario"], r["train_fraction"], r["method"]) for r in records},
+                  key=lambda k: (k[0], k[1], list(METHODS).index(k[2])))
+    means = sorted({("mean", fraction, method) for _, fraction, method in keys},
+                   key=lambda k: (k[1], list(METHODS).index(k[2])))
+    for scenario, fraction, method in keys + means:
+        mine = [r for r in records if r["train_fraction"] == fraction and r["method"] == method
+                and scenario in ("mean", r["scenario"])]
+        cells = [seed_mean_std(mine, column) for column in columns]
+        lines.append(f"| {scenario} | {fraction:g} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def seed_mean_std(records: list[dict], column: str) -> str:
+    """Mean ± std over seeds of the records' mean (over steps and scenarios) of a column."""
+    seeds = sorted({r["seed"] for r in records})
+    values = [np.mean([np.mean(r[column]) for r in records if r["seed"] == seed]) for seed in seeds]
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
 if __name__ == "__main__":
