@@ -6,6 +6,7 @@ import filecmp
 import datasets
 import numpy as np
 import pytest
+from huggingface_hub import DatasetCard
 
 from dataset_scripts.deepsense6g import DeepSense6G, DeepSenseRowError, export_parquet, load_deepsense6g
 from dataset_scripts.digital_twin import PRESETS, ArrayCodebook, generate_scenario
@@ -126,10 +127,13 @@ def test_parquet_export_embeds_images(tmp_path):
     del data
     for path in tmp_path.joinpath("twin").rglob("*.jpg"):  # the export must not depend on the source files
         path.unlink()
-    reloaded = datasets.load_dataset("parquet", data_dir=str(tmp_path / "hub" / "data"),
-                                     cache_dir=str(tmp_path / "pq"))
+    # The dataset card's `configs` metadata is what lets the folder (or its pushed repository) load by itself.
+    reloaded = datasets.load_dataset(str(tmp_path / "hub"), cache_dir=str(tmp_path / "pq"))
     assert len(files) == len(expected) and {s: len(d) for s, d in reloaded.items()} == expected
     assert reloaded["train"][0]["image"].size == (32, 18)
+    card = DatasetCard.load(tmp_path / "hub" / "README.md")
+    assert card.data.license == "cc-by-nc-sa-4.0" and "alkhateeb2023deepsense" in card.text
+    assert [c["config_name"] for c in card.data.configs] == ["default"]
 
 
 def test_cli_writes_scenarios(tmp_path, capsys):

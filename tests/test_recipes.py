@@ -151,7 +151,7 @@ def test_resume_after_a_kill_reaches_the_same_weights(twin, tmp_path):
         parsed = parse_arguments((adapt.AdaptModelArguments, DataArguments, TrainingArguments), [*args, *extra])
         trainer, processor, data = adapt.build_trainer(*parsed)
         trainer.add_callback(recorder)
-        adapt.run(trainer, processor, data)
+        adapt.run(trainer, processor, data, parsed[1], stage="stage 2")
 
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):

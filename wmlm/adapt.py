@@ -25,6 +25,7 @@ from modeling_wmlm import (
 )
 
 from .data import WindowCollator, fit_normalization, window_kwargs
+from .hub import push
 from .training import (
     DataArguments,
     SaveProcessorCallback,
@@ -32,6 +33,7 @@ from .training import (
     parse_arguments,
     resume_checkpoint,
     save_final,
+    take_hub_push,
 )
 
 TASKS = {"beam_prediction": WMLMForBeamPrediction, "power_forecast": WMLMForPowerForecast}
@@ -122,13 +124,18 @@ def build_trainer(model_args: AdaptModelArguments, data_args: DataArguments, tra
 def main(argv=None):
     model_args, data_args, training_args = parse_arguments((AdaptModelArguments, DataArguments, TrainingArguments),
                                                            argv)
-    return run(*build_trainer(model_args, data_args, training_args))
+    repo_id = take_hub_push(training_args)
+    trainer = run(*build_trainer(model_args, data_args, training_args), data_args,
+                  stage=f"stage 2: {model_args.mode} adaptation, {model_args.task}")
+    if repo_id and trainer.is_world_process_zero():
+        push(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo))
+    return trainer
 
 
-def run(trainer, processor, data):
+def run(trainer, processor, data, data_args: DataArguments, stage: str):
     """Train (resuming if asked), save the model or adapter with its processor, evaluate on validation and test."""
     trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
-    save_final(trainer, processor, trainer.args.output_dir)
+    save_final(trainer, processor, trainer.args.output_dir, data_args, stage)
     for split in ("validation", "test"):
         if split in data:
             metrics = trainer.evaluate(data[split], metric_key_prefix=split)

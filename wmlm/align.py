@@ -15,7 +15,16 @@ from transformers import Trainer, TrainingArguments, set_seed
 from modeling_wmlm import WMLMConfig, WMLMForContrastiveAlignment, WMLMProcessor
 
 from .data import SampleCollator, fit_normalization
-from .training import DataArguments, SaveProcessorCallback, load_splits, parse_arguments, resume_checkpoint, save_final
+from .hub import push
+from .training import (
+    DataArguments,
+    SaveProcessorCallback,
+    load_splits,
+    parse_arguments,
+    resume_checkpoint,
+    save_final,
+    take_hub_push,
+)
 
 
 @dataclass
@@ -82,13 +91,17 @@ def build_trainer(model_args: AlignModelArguments, data_args: DataArguments, tra
 def main(argv=None):
     model_args, data_args, training_args = parse_arguments((AlignModelArguments, DataArguments, TrainingArguments),
                                                            argv)
+    repo_id = take_hub_push(training_args)
     trainer, processor = build_trainer(model_args, data_args, training_args)
     trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
-    save_final(trainer, processor, training_args.output_dir)
+    stage = f"stage 1: contrastive alignment, anchor {trainer.model.config.anchor_modality}"
+    save_final(trainer, processor, training_args.output_dir, data_args, stage)
     if trainer.eval_dataset is not None:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
+    if repo_id and trainer.is_world_process_zero():
+        push(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo))
     return trainer
 
 

@@ -73,6 +73,9 @@ class BenchmarkArguments:
     llm_name_or_path: str | None = field(default=None, metadata={
         "help": "llm_reprogram: a local GPT-2 checkpoint, kept frozen but for its layer norms and position "
                 "embeddings (LLM4CP); default: a randomly initialised GPT-2 architecture, trained in full"})
+    multi_site: bool = field(default=True, metadata={
+        "help": "in_scenario: WMLM and the GRU first train on the training passes of every scenario given, then "
+                "fine-tune on each one (its test passes are never seen; the GRU's search also tries without)"})
     plots: bool = field(default=True, metadata={"help": "write PNG plots beside results.md"})
 
     def __post_init__(self):
@@ -97,7 +100,7 @@ class Task:
     data: dict[str, dict[str, np.ndarray]]
     splits: dict[str, datasets.DatasetDict]
     train_fraction: float = 1.0
-    source: "Task | None" = None  # few_shot: the other scenarios' task, whose models are adapted
+    source: "Task | None" = None  # the multi-site task whose models are fine-tuned here (no test split of ours)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -235,8 +238,8 @@ GRU_GRID = [{"hidden_size": h, "learning_rate": lr} for h in (64, 128, 256) for 
 
 
 def gru(task: Task, args) -> dict[str, np.ndarray]:
-    """The strong GRU: settings searched on validation, soft labels, multi-site pretraining when the protocol has
-    other sites (few_shot), and the same seed ensemble as WMLM."""
+    """The strong GRU: soft labels, the same seed ensemble as WMLM, and settings searched on validation, among them
+    starting from the GRU trained on the task's multi-site source or not."""
     features = {name: step_features(split["beam_power"], split["gps_position"], args.modalities)
                 for name, split in task.data.items()}
     targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
@@ -245,13 +248,15 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
 
     def train(settings, seed):
         model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
-        if task.source is not None:  # few_shot: start from the GRU trained on the other scenarios
+        if settings["pretrained"]:
             model.load_state_dict(pretrained_gru(task.source, args, settings, seed).state_dict())
         return fit(model, features, targets, validation_labels, args.baseline_epochs, settings["learning_rate"],
                    args.batch_size, seed)
 
     first, *others = member_seeds(task.seed, args.ensemble)
-    searched = [(train(settings, first), settings) for settings in GRU_GRID]
+    starts = (False, True) if task.source is not None else (False,)
+    grid = [{**settings, "pretrained": start} for settings in GRU_GRID for start in starts]
+    searched = [(train(settings, first), settings) for settings in grid]
     (_, probabilities), settings = max(searched, key=lambda result: result[0][0])
     return average([probabilities] + [train(settings, seed)[1] for seed in others])
 
@@ -331,11 +336,15 @@ def following_power(split) -> np.ndarray:
 
 def wmlm(task: Task, args) -> dict[str, np.ndarray]:
     """WMLMForBeamPrediction through the Trainer under its recipe's settings, the epoch best on validation kept; a
-    seed ensemble. few_shot: a LoRA adapter (config_lora.yaml) on the model trained on the other scenarios."""
+    seed ensemble. With a multi-site source, every member starts from the model adapted on it: in full
+    (config_full.yaml) in-scenario, as a LoRA adapter (config_lora.yaml) few-shot."""
     members = []
     for seed in member_seeds(task.seed, args.ensemble):
         if task.source is None:
             model, processor = scratch_model(task, args)
+            trainer = wmlm_trainer(model, processor, task, args, "full", seed)
+        elif args.protocol != "few_shot":
+            model, processor = foundation_model(task.source, args)
             trainer = wmlm_trainer(model, processor, task, args, "full", seed)
         else:
             base, processor = foundation_model(task.source, args)
@@ -392,8 +401,8 @@ _FOUNDATIONS = {}
 
 
 def foundation_model(source: Task, args):
-    """WMLM adapted in full on the other scenarios (as cross_scenario trains it), once per held-out scenario and
-    seed, which every ensemble member's adapter starts from; -> (a fresh copy, its processor)."""
+    """WMLM adapted in full on a multi-site source (as cross_scenario trains it), once per source and seed, which
+    every ensemble member starts from; -> (a fresh copy, its processor)."""
     key = (source.scenario, source.seed)
     if key not in _FOUNDATIONS:
         model, processor = scratch_model(source, args)
@@ -423,12 +432,15 @@ def tasks(args, config: WMLMConfig):
     """Yield a Task per (scenario, seed[, train fraction]). Validation is always whole sequences of the training
     scenarios, split off by the builder; the test split is never read for a choice."""
     folders = discover_scenarios(args.data_dir, extract=str)
+    if args.protocol == "in_scenario":
+        for seed in args.seeds:
+            scenario_tasks = [load_task(f.name, seed, args, config, [str(f)], IN_SCENARIO_FRACTIONS) for f in folders]
+            source = multi_site_task(scenario_tasks) if args.multi_site and len(folders) > 1 else None
+            yield from (replace(task, source=source) for task in scenario_tasks)
+        return
     for held_out in folders:
         others = [str(f) for f in folders if f != held_out]
         for seed in args.seeds:
-            if args.protocol == "in_scenario":
-                yield load_task(held_out.name, seed, args, config, [str(held_out)], IN_SCENARIO_FRACTIONS)
-                continue
             source = load_task(held_out.name, seed, args, config, others, (0.9, 0.1, 0.0), [str(held_out)])
             if args.protocol == "cross_scenario":
                 yield source
@@ -454,6 +466,18 @@ def load_task(scenario: str, seed: int, args, config: WMLMConfig, train_paths: l
                          f"sequences for a {config.history_len} + {config.horizon} window; give more data")
     data = {name: window_arrays(split) for name, split in splits["soft"].items()}
     return Task(scenario, seed, data, splits)
+
+
+def multi_site_task(scenario_tasks: list[Task]) -> Task:
+    """The training and validation passes of every scenario, each split on its own (so none of their test passes
+    enters), as one task."""
+    splits = {kind: datasets.DatasetDict({name: datasets.concatenate_datasets([t.splits[kind][name]
+                                                                                for t in scenario_tasks])
+                                          for name in ("train", "validation")})
+              for kind in ("hard", "soft")}
+    data = {name: {key: np.concatenate([t.data[name][key] for t in scenario_tasks]) for key in
+                   scenario_tasks[0].data[name]} for name in ("train", "validation")}
+    return Task("+".join(t.scenario for t in scenario_tasks), scenario_tasks[0].seed, data, splits)
 
 
 def few_shot_task(target: Task, source: Task, fraction: float) -> Task:

@@ -6,13 +6,14 @@ Under `accelerate launch`, run the scripts in recipes/ (or `python -m wmlm.align
 
 import sys
 
-from . import adapt, align, benchmark
+from . import adapt, align, benchmark, hub
 
 COMMANDS = {
     "align": (align.main, "stage 1: contrastive alignment of the modality encoders"),
     "adapt": (adapt.main, "stage 2: full or LoRA adaptation on beam prediction or power forecast"),
     "merge": (adapt.merge, "fold a LoRA adapter into its base model"),
-    "benchmark": (benchmark.main, "WMLM against persistence, kNN on GPS and a GRU, with top-k, DBA and power loss"),
+    "benchmark": (benchmark.main, "WMLM against the field's baselines on the same windows, with its metrics"),
+    "push": (hub.main, "push a checkpoint, adapter or exported dataset with its card to the Hub"),
 }
 
 

@@ -4,17 +4,22 @@ The scripts train with the transformers `Trainer`, which runs on accelerate (DDP
 resumes, logs to TensorBoard and evaluates; nothing here re-implements any of that.
 """
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from dataset_scripts.deepsense6g import load_deepsense6g
+from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
+
+TRAINING_SUMMARY = "training_summary.json"  # beside the final model; the model card reads it
 
 
 @dataclass
@@ -114,8 +119,39 @@ class SaveProcessorCallback(TrainerCallback):
             self.processor.save_pretrained(checkpoint)
 
 
-def save_final(trainer, processor, output_dir: str):
-    """The trained model (or adapter) and its processor in `output_dir`; only the main process writes."""
+def save_final(trainer, processor, output_dir: str, data_args: DataArguments, stage: str):
+    """The trained model (or adapter), its processor and a training summary (which the model card reads) in
+    `output_dir`; only the main process writes."""
     trainer.save_model(output_dir)
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
+        with open(os.path.join(output_dir, TRAINING_SUMMARY), "w") as handle:
+            json.dump(training_summary(trainer, data_args, stage), handle, indent=1)
+
+
+def training_summary(trainer, data_args: DataArguments, stage: str) -> dict:
+    args, state = trainer.args, trainer.state
+    runtime = next((log["train_runtime"] for log in reversed(state.log_history) if "train_runtime" in log), None)
+    return {
+        "stage": stage,
+        "datasets": [folder.name for folder in discover_scenarios(data_args.data_dir, extract=str)],
+        "split": f"{data_args.split_mode} {data_args.split_fractions} by whole sequence, seed {data_args.split_seed}",
+        "train_fraction": data_args.train_fraction,
+        "num_parameters": trainer.model.num_parameters(),
+        "trainable_parameters": trainer.model.num_parameters(only_trainable=True),
+        "optimizer_steps": state.global_step,
+        "epochs": args.num_train_epochs,
+        "global_batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+        "learning_rate": args.learning_rate,
+        "hardware": f"{args.world_size} x {args.device.type}, torch {torch.__version__}",
+        "train_runtime_s": runtime,
+    }
+
+
+def take_hub_push(training_args: TrainingArguments) -> str | None:
+    """`--push_to_hub --hub_model_id org/name`: the repository the final folder goes to, with its model card. The
+    Trainer's own push is switched off: it would push every checkpoint and write its generic card over ours."""
+    if not training_args.push_to_hub:
+        return None
+    training_args.push_to_hub = False
+    return training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))

@@ -24,6 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 from datasets.table import embed_table_storage
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from .scenario import Sample, ScenarioReader, find_scenario_csv
 
@@ -93,6 +94,18 @@ class DeepSense6GConfig(datasets.BuilderConfig):
                 raise ValueError(message)
 
 
+CITATION = """@article{alkhateeb2023deepsense,
+  title   = {DeepSense 6G: A Large-Scale Real-World Multi-Modal Sensing and Communication Dataset},
+  author  = {Alkhateeb, Ahmed and Charan, Gouranga and Osman, Tawfik and Hredzak, Andrew and Morais, Joao and
+             Demirhan, Umut and Srinivas, Nikhil},
+  journal = {IEEE Communications Magazine},
+  volume  = {61},
+  number  = {9},
+  year    = {2023}
+}"""
+LICENSE = "cc-by-nc-sa-4.0"
+
+
 class DeepSense6G(datasets.GeneratorBasedBuilder):
     """DeepSense 6G scenarios (real downloads or the digital twin's output) as per-sample or windowed datasets."""
 
@@ -123,9 +136,8 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
             description="DeepSense 6G multi-modal V2I measurements (60 GHz beam power, camera, GPS).",
             features=self._features(),
             homepage="https://www.deepsense6g.net",
-            citation="Alkhateeb et al., DeepSense 6G: A Large-Scale Real-World Multi-Modal Sensing and "
-                     "Communication Dataset, IEEE Communications Magazine 61(9), 2023.",
-            license="CC BY-NC-SA 4.0 (the DeepSense 6G data)",
+            citation=CITATION,
+            license=LICENSE,
         )
 
     def _features(self) -> datasets.Features:
@@ -386,8 +398,36 @@ def load_deepsense6g(scenario_paths, config_name: str = "samples", cache_dir: st
     return builder.as_dataset()
 
 
-def export_parquet(dataset: datasets.DatasetDict, folder: str) -> list[str]:
-    """Write `folder/data/<split>-00000-of-00001.parquet`, the layout a Hub dataset repo serves, images embedded."""
+DATASET_CARD = """---
+{{ card_data }}
+---
+
+# {{ pretty_name }}
+
+DeepSense 6G measurements prepared by the wmlm `DeepSense6G` builder (config `{{ config_name }}`): {{ description }}
+
+Scenarios: {{ scenarios }}. Splits (whole vehicle passes per split, never shared): {{ split_sizes }}.
+
+```python
+from datasets import load_dataset
+data = load_dataset("this/repo")
+```
+
+## Licence and citation
+
+The DeepSense 6G data are licensed {{ license }} by their authors (www.deepsense6g.net): non-commercial use,
+share-alike, with attribution. Cite:
+
+```bibtex
+{{ citation }}
+```
+"""
+
+
+def export_parquet(dataset: datasets.DatasetDict, folder: str, config_name: str = "samples") -> list[str]:
+    """Write `folder/data/<split>-00000-of-00001.parquet`, the layout a Hub dataset repo serves, images embedded, and
+    the dataset card `folder/README.md` whose `configs` metadata names the splits, so `load_dataset(folder)` and a
+    pushed repository read them back."""
     os.makedirs(os.path.join(folder, "data"), exist_ok=True)
     written = []
     for split, ds in dataset.items():
@@ -395,4 +435,15 @@ def export_parquet(dataset: datasets.DatasetDict, folder: str) -> list[str]:
         path = os.path.join(folder, "data", f"{split}-00000-of-00001.parquet")
         embedded.to_parquet(path)
         written.append(path)
+    scenarios = sorted({name for ds in dataset.values() for name in ds.unique("scenario")})
+    data = DatasetCardData(
+        license=LICENSE, pretty_name=f"DeepSense 6G {', '.join(scenarios)} ({config_name})",
+        tags=["wireless", "mmwave", "beam-prediction", "6g", "deepsense6g"],
+        configs=[{"config_name": "default", "data_files": [{"split": split, "path": f"data/{split}-*.parquet"}
+                                                            for split in dataset]}])
+    card = DatasetCard.from_template(
+        data, template_str=DATASET_CARD, config_name=config_name, scenarios=", ".join(scenarios),
+        description={c.name: c.description for c in DeepSense6G.BUILDER_CONFIGS}[config_name], citation=CITATION,
+        split_sizes=", ".join(f"{split} {ds.num_rows}" for split, ds in dataset.items()))
+    card.save(os.path.join(folder, "README.md"))
     return written
