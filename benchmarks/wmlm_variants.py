@@ -2,59 +2,64 @@
 
     python benchmarks/wmlm_variants.py --data_dir ../shared/deepsense6g --seeds 0 --output_dir outputs/variants
 
-Each variant is a set of `wmlm benchmark` arguments over the defaults, run on every in-scenario task (0.7 / 0.1 / 0.2
-by sequence) with the same windows; prints and writes validation and test top-1 (mean of the 3 steps) per scenario.
-Choices read the validation column only.
+Each variant is a method with `wmlm benchmark` arguments over the defaults (one member, no ensemble), from scratch or
+from the multi-site model, run on every in-scenario task (0.7 / 0.1 / 0.2 by sequence) with the same windows; prints
+and writes validation and test top-1 (mean of the 3 steps) per scenario. Choices read the validation column only.
 """
 
-import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
 import numpy as np
+from transformers import HfArgumentParser
 
-from wmlm.benchmark import METHODS, BenchmarkArguments, load_task, tasks, wmlm_config
+from wmlm.benchmark import METHODS, BenchmarkArguments, tasks, wmlm_config
 
+# name: (method, benchmark arguments, whether it starts from the multi-site model of every scenario's training passes)
 VARIANTS = {
-    "gru": ("gru", {}),
-    "gru_soft": ("gru", {"soft_labels": True}),
-    "tiny": ("wmlm", {}),
-    "tiny_soft": ("wmlm", {"soft_labels": True}),
-    "small": ("wmlm", {"preset": "wmlm-small"}),
-    "small_soft": ("wmlm", {"preset": "wmlm-small", "soft_labels": True}),
+    "gru_scratch": ("gru", {}, False),
+    "gru": ("gru", {}, True),
+    "llm_reprogram": ("llm_reprogram", {}, False),
+    "tiny_scratch": ("wmlm", {"preset": "wmlm-tiny"}, False),
+    "small_scratch_hard": ("wmlm", {"soft_labels": False}, False),
+    "small_scratch": ("wmlm", {}, False),
+    "small": ("wmlm", {}, True),
 }
 
 
+@dataclass
+class VariantArguments:
+    data_dir: list[str] = field(metadata={"help": "DeepSense scenario folders, or a folder holding several"})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "split and training seeds"})
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"of {list(VARIANTS)}"})
+    output_dir: str = field(default="outputs/variants", metadata={"help": "variants.json and the data cache"})
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_dir", nargs="+", required=True)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--output_dir", default="outputs/variants")
-    options = parser.parse_args()
+    (options,) = HfArgumentParser(VariantArguments).parse_args_into_dataclasses()
     datasets.disable_progress_bars()
-    base = BenchmarkArguments(data_dir=options.data_dir, output_dir=options.output_dir)
+    base = BenchmarkArguments(data_dir=options.data_dir, output_dir=options.output_dir, seeds=options.seeds,
+                              ensemble=1)
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    for scenario, train, test in tasks(base):
-        for seed in options.seeds:
-            data, splits = load_task(train, test, seed, base, wmlm_config(base))
-            for name in options.variants:
-                method, overrides = VARIANTS[name]
-                args = replace(base, **overrides)
-                start = time.time()
-                probabilities = METHODS[method](data, splits, args, seed)
-                row = {"variant": name, "scenario": scenario, "seed": seed, "seconds": round(time.time() - start)}
-                for split in ("validation", "test"):
-                    hits = probabilities[split].argmax(-1) == data[split]["labels"].argmax(-1)
-                    row[split] = float(hits.mean())
-                records.append(row)
-                print(json.dumps(row), flush=True)
-                (out / "variants.json").write_text(json.dumps(records, indent=1))
+    for task in tasks(base, wmlm_config(base)):
+        for name in options.variants:
+            method, overrides, multi_site = VARIANTS[name]
+            start = time.time()
+            probabilities = METHODS[method](task if multi_site else replace(task, source=None),
+                                            replace(base, **overrides))
+            row = {"variant": name, "scenario": task.scenario, "seed": task.seed,
+                   "seconds": round(time.time() - start)}
+            for split in ("validation", "test"):
+                hits = probabilities[split].argmax(-1) == task.data[split]["labels"].argmax(-1)
+                row[split] = float(hits.mean())
+            records.append(row)
+            print(json.dumps(row), flush=True)
+            (out / "variants.json").write_text(json.dumps(records, indent=1))
     print("| variant | validation top-1 | test top-1 |\n|---|---|---|")
     for name in options.variants:
         mine = [r for r in records if r["variant"] == name]

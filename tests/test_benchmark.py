@@ -1,6 +1,9 @@
 """`wmlm benchmark` end to end on a small twin: every method scored on the same windows, the documented schema."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from dataset_scripts.digital_twin import generate_scenarios
 from modeling_wmlm import WMLMConfig
 from wmlm import benchmark, cli
 
+ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"method", "scenario", "seed", "protocol", "train_fraction", "validation_top1", "top1", "top3", "top5",
                "dba", "power_loss_db", "within_0p5db", "within_1db", "ece", "sweep"}
 FAST = ["--preset", "wmlm-tiny", "--epochs", "1", "--baseline_epochs", "1", "--ensemble", "1"]
@@ -131,3 +135,17 @@ def test_few_shot_adapts_on_a_fraction_of_the_in_scenario_training_passes(tmp_pa
     probabilities = benchmark.wmlm(task, args)
     assert probabilities["test"].shape == (len(task.data["test"]["labels"]), 3, 64)
     np.testing.assert_allclose(probabilities["test"].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_the_recipe_runs_under_accelerate_launch(twin, tmp_path):
+    """recipes/benchmark.py with the tiny preset's YAML, as the recipe README launches it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+         str(ROOT / "recipes/accelerate_configs/cpu.yaml"), str(ROOT / "recipes/benchmark.py"),
+         str(ROOT / "recipes/wmlm-tiny/benchmark/config.yaml"), "--data_dir", str(twin / "twin1"), "--methods",
+         "wmlm", "persistence", "--epochs", "1", "--plots", "false", "--output_dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["scenario"], r["method"]) for r in records] == [("twin1", "wmlm"), ("twin1", "persistence")]
+    assert "benchmark: 100%" in result.stderr  # tqdm progress

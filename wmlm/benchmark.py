@@ -11,6 +11,7 @@ vectors. WMLM trains with the `Trainer` under the hyperparameters of its preset'
 scenario, seed and train fraction), OUT/results.md (mean ± std over seeds) and PNG plots.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,6 +77,9 @@ class BenchmarkArguments:
     multi_site: bool = field(default=True, metadata={
         "help": "in_scenario: WMLM and the GRU first train on the training passes of every scenario given, then "
                 "fine-tune on each one (its test passes are never seen; the GRU's search also tries without)"})
+    model_cache_dir: str | None = field(default=None, metadata={
+        "help": "where WMLM's from-scratch models are kept, keyed by their data and settings (default OUT/models); "
+                "share it between the cross_scenario and few_shot runs to train the multi-site models once"})
     plots: bool = field(default=True, metadata={"help": "write PNG plots beside results.md"})
 
     def __post_init__(self):
@@ -336,24 +340,44 @@ def following_power(split) -> np.ndarray:
 
 def wmlm(task: Task, args) -> dict[str, np.ndarray]:
     """WMLMForBeamPrediction through the Trainer under its recipe's settings, the epoch best on validation kept; a
-    seed ensemble. With a multi-site source, every member starts from the model adapted on it: in full
-    (config_full.yaml) in-scenario, as a LoRA adapter (config_lora.yaml) few-shot."""
+    seed ensemble. With a multi-site source, every member starts from the model trained on it: adapted in full
+    (config_full.yaml) in-scenario, through a LoRA adapter (config_lora.yaml) few-shot."""
     members = []
     for seed in member_seeds(task.seed, args.ensemble):
         if task.source is None:
-            model, processor = scratch_model(task, args)
-            trainer = wmlm_trainer(model, processor, task, args, "full", seed)
-        elif args.protocol != "few_shot":
-            model, processor = foundation_model(task.source, args)
+            model, processor = trained_model(task, args, seed)
             trainer = wmlm_trainer(model, processor, task, args, "full", seed)
         else:
-            base, processor = foundation_model(task.source, args)
-            lora, training = recipe_arguments(args, "lora", task, seed)
-            trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
-        trainer.train()
+            base, processor = trained_model(task.source, args, member_seeds(task.seed, 1)[0])
+            if args.protocol == "few_shot":
+                lora, training = recipe_arguments(args, "lora", task, seed)
+                trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
+            else:
+                trainer = wmlm_trainer(base, processor, task, args, "full", seed)
+            trainer.train()
         members.append({name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions)
                         .softmax(-1).numpy() for name in ("validation", "test")})
     return average(members)
+
+
+def trained_model(task: Task, args, seed: int):
+    """WMLM trained from scratch on the task's training windows, kept on disk under a key of everything that
+    determines it (the windows' fingerprints, the preset, overrides, labels, epochs and recipe), so that the
+    cross_scenario and few_shot runs share their multi-site models; -> (the model, its processor)."""
+    recipe = (RECIPES / args.preset / "adapt" / "config_full.yaml").read_text()
+    key = json.dumps([task.splits["soft"]["train"]._fingerprint, task.splits["soft"]["validation"]._fingerprint,
+                      args.preset, args.config_overrides, args.modalities, args.soft_labels, args.epochs, recipe, seed])
+    folder = Path(args.model_cache_dir or Path(args.output_dir) / "models") / \
+        f"{task.scenario}-{task.seed}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if (folder / "model.safetensors").is_file():
+        return WMLMForBeamPrediction.from_pretrained(folder), WMLMProcessor.from_pretrained(folder)
+    model, processor = scratch_model(task, args)
+    trainer = wmlm_trainer(model, processor, task, args, "full", seed)
+    trainer.train()
+    if PartialState().is_main_process:
+        trainer.model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    return trainer.model, processor
 
 
 def wmlm_config(args) -> WMLMConfig:
@@ -395,24 +419,6 @@ def wmlm_trainer(model, processor, task: Task, args, mode: str, seed: int, train
     train = task.splits["soft" if args.soft_labels else "hard"]["train"]  # soft: the future power as labels
     return Trainer(model=model, args=training, train_dataset=train, eval_dataset=task.splits["hard"]["validation"],
                    data_collator=WindowCollator(processor), compute_metrics=beam_top1)
-
-
-_FOUNDATIONS = {}
-
-
-def foundation_model(source: Task, args):
-    """WMLM adapted in full on a multi-site source (as cross_scenario trains it), once per source and seed, which
-    every ensemble member starts from; -> (a fresh copy, its processor)."""
-    key = (source.scenario, source.seed)
-    if key not in _FOUNDATIONS:
-        model, processor = scratch_model(source, args)
-        trainer = wmlm_trainer(model, processor, source, args, "full", member_seeds(source.seed, 1)[0])
-        trainer.train()
-        _FOUNDATIONS[key] = ({k: v.clone() for k, v in trainer.model.state_dict().items()}, model.config, processor)
-    state, config, processor = _FOUNDATIONS[key]
-    model = WMLMForBeamPrediction(config)
-    model.load_state_dict(state)
-    return model, processor
 
 
 def beam_top1(prediction) -> dict:
@@ -518,7 +524,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     metrics, config = load_metrics(), wmlm_config(args)
     records, confusion = [], {}
-    with tqdm(desc="benchmark", unit="run", disable=not state.is_main_process) as progress:
+    runs = len(discover_scenarios(args.data_dir, extract=str)) * len(args.seeds) * len(args.methods) * (
+        len(args.train_fractions) if args.protocol == "few_shot" else 1)
+    with tqdm(total=runs, desc="benchmark", unit="run", disable=not state.is_main_process) as progress:
         for task in tasks(args, config):
             for method in args.methods:
                 progress.set_postfix_str(f"{task.scenario} seed {task.seed} {task.train_fraction:g} {method}")
