@@ -55,7 +55,8 @@ class BenchmarkArguments:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "split and training seeds"})
     output_dir: str = field(default="outputs/benchmark", metadata={"help": "results, plots, the cache"})
     preset: str = field(default="wmlm-small", metadata={
-        "help": "WMLM preset; its recipes/<preset>/adapt/config_{full,lora}.yaml give WMLM's training settings"})
+        "help": "WMLM preset; its recipes/<preset>/adapt/config_{full,finetune,lora}.yaml give WMLM's training "
+                "settings"})
     config_overrides: str | None = field(default=None, metadata={
         "help": "WMLM config values over the preset, as run_clm.py: 'hidden_dropout=0.1,num_hidden_layers=3'"})
     modalities: list[str] = field(default_factory=lambda: ["beam", "gps"], metadata={
@@ -63,7 +64,7 @@ class BenchmarkArguments:
     soft_labels: bool = field(default=True, metadata={
         "help": "train every learned method on soft targets from the measured future power (softmax of dB over "
                 "the config's beam_soft_label_temperature_db) instead of the best beam alone"})
-    ensemble: int = field(default=3, metadata={
+    ensemble: int = field(default=2, metadata={
         "help": "members of every learned method's seed ensemble (probabilities averaged)"})
     train_fractions: list[float] = field(default_factory=lambda: [0.1, 0.3], metadata={
         "help": "few_shot: shares of the held-out scenario's training sequences"})
@@ -340,8 +341,8 @@ def following_power(split) -> np.ndarray:
 
 def wmlm(task: Task, args) -> dict[str, np.ndarray]:
     """WMLMForBeamPrediction through the Trainer under its recipe's settings, the epoch best on validation kept; a
-    seed ensemble. With a multi-site source, every member starts from the model trained on it: adapted in full
-    (config_full.yaml) in-scenario, through a LoRA adapter (config_lora.yaml) few-shot."""
+    seed ensemble. With a multi-site source, every member starts from the model trained on it (config_full.yaml):
+    fine-tuned in full (config_finetune.yaml) in-scenario, through a LoRA adapter (config_lora.yaml) few-shot."""
     members = []
     for seed in member_seeds(task.seed, args.ensemble):
         if task.source is None:
@@ -353,7 +354,7 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
                 lora, training = recipe_arguments(args, "lora", task, seed)
                 trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
             else:
-                trainer = wmlm_trainer(base, processor, task, args, "full", seed)
+                trainer = wmlm_trainer(base, processor, task, args, "finetune", seed)
             trainer.train()
         members.append({name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions)
                         .softmax(-1).numpy() for name in ("validation", "test")})
@@ -394,7 +395,7 @@ def scratch_model(task: Task, args):
 
 
 def recipe_arguments(args, mode: str, task: Task, seed: int) -> tuple[AdaptModelArguments, TrainingArguments]:
-    """The preset's adapt recipe (config_full.yaml / config_lora.yaml) as the user runs it, pointed at this task:
+    """The preset's adapt recipe (config_{mode}.yaml) as the user runs it, pointed at this task:
     its optimiser, schedule, batch, epochs and LoRA settings."""
     recipe = RECIPES / args.preset / "adapt" / f"config_{mode}.yaml"
     if not recipe.is_file():

@@ -21,6 +21,7 @@ from dataset_scripts.deepsense6g.deepsense6g import CITATION as DEEPSENSE_CITATI
 from .training import TRAINING_SUMMARY, parse_arguments
 
 CARDS = Path(__file__).resolve().parents[1] / "model_cards"
+MODALITY_WORDS = {"beam": "beam power vectors", "vision": "camera frames", "gps": "vehicle position"}
 TAGS = ["wmlm", "wireless", "mmwave", "beam-prediction", "6g", "deepsense6g"]
 # Optimiser states and intermediate checkpoints stay local; the final folder is the model.
 PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "**/.ipynb_checkpoints/**"]
@@ -86,7 +87,7 @@ def evaluation_text(folder: Path, records: list[dict] | None) -> str:
         if path.is_file():
             metrics = json.loads(path.read_text())
             shown = ", ".join(f"{k.removeprefix(split + '_')} {v:.4g}" for k, v in metrics.items()
-                              if isinstance(v, float) and "runtime" not in k and "per_second" not in k)
+                              if isinstance(v, float) and not k.endswith(("runtime", "per_second", "epoch")))
             lines.append(f"This checkpoint on its {split} split: {shown}.")
     return "\n".join(lines) or "Not evaluated yet: run `wmlm benchmark` and push with `--benchmark_results`."
 
@@ -96,7 +97,8 @@ def training_text(folder: Path) -> str:
     if not path.is_file():
         return "No training summary was saved with this folder."
     summary = json.loads(path.read_text())
-    return "\n".join(f"- **{key.replace('_', ' ')}:** {value}" for key, value in summary.items())
+    shown = {key: ", ".join(map(str, value)) if isinstance(value, list) else value for key, value in summary.items()}
+    return "\n".join(f"- **{key.replace('_', ' ')}:** {value}" for key, value in shown.items())
 
 
 def render_card(folder: str, repo_id: str, results: list[dict] | None = None) -> ModelCard:
@@ -114,7 +116,8 @@ def render_card(folder: str, repo_id: str, results: list[dict] | None = None) ->
         eval_results=eval_results(results, repo_id) if results else None)
     values = {
         "model_id": repo_id, "architecture": (config.architectures or ["WMLMModel"])[0],
-        "summary": summary.get("summary", "beam prediction from past beam power, camera frames and position."),
+        "summary": f"the best of {config.num_beams} receive beams for each of the next {config.horizon} steps, from "
+                   f"{config.history_len} past steps of {', '.join(MODALITY_WORDS[m] for m in config.modalities)}.",
         "training": training_text(folder), "evaluation": evaluation_text(folder, results),
         "dataset_citation": DEEPSENSE_CITATION.strip(), "modalities": ", ".join(config.modalities),
         **{key: getattr(config, key) for key in ("carrier_frequency_ghz", "num_antennas", "num_beams", "history_len",
