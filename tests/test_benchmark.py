@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dataset_scripts.digital_twin import generate_scenarios
 from modeling_wmlm import WMLMConfig
@@ -149,3 +151,34 @@ def test_the_recipe_runs_under_accelerate_launch(twin, tmp_path):
     records = json.loads((tmp_path / "results.json").read_text())
     assert [(r["scenario"], r["method"]) for r in records] == [("twin1", "wmlm"), ("twin1", "persistence")]
     assert "benchmark: 100%" in result.stderr  # tqdm progress
+
+
+def test_multi_site_source_holds_every_training_pass_and_no_test_pass(twin, tmp_path):
+    args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), seeds=[1])
+    tasks = list(benchmark.tasks(args, WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])))
+    assert [t.scenario for t in tasks] == ["twin1", "twin4"] and tasks[0].source is tasks[1].source
+
+    def passes(split):
+        return set(zip(split["scenario"], split["seq_index"], strict=True))
+
+    source = tasks[0].source.splits["hard"]
+    for name in ("train", "validation"):
+        assert passes(source[name]) == set().union(*(passes(t.splits["hard"][name]) for t in tasks))
+    for task in tasks:  # each scenario split on its own: the same test passes as without multi_site
+        assert not passes(task.splits["hard"]["test"]) & (passes(source["train"]) | passes(source["validation"]))
+    alone = next(benchmark.tasks(benchmark.BenchmarkArguments(data_dir=[str(twin / "twin4")], seeds=[1],
+                                                              output_dir=str(tmp_path)),
+                                 WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])))
+    assert alone.source is None and passes(alone.splits["hard"]["test"]) == passes(tasks[1].splits["hard"]["test"])
+
+
+def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(task, tmp_path):
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", epochs=1, output_dir=str(tmp_path))
+    model, _ = benchmark.trained_model(task, args, seed=3)
+    (folder,) = (tmp_path / "models").iterdir()
+    again, _ = benchmark.trained_model(task, args, seed=3)  # loaded, not trained: the same weights
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    benchmark.trained_model(task, replace(args, epochs=2), seed=3)
+    benchmark.trained_model(task, args, seed=4)
+    assert len(list((tmp_path / "models").iterdir())) == 3 and folder.name.startswith("twin1-0-3-")
