@@ -138,6 +138,10 @@ def step_features(power, position, modalities) -> torch.Tensor:
     return torch.cat(parts, -1)
 
 
+def split_features(data: dict, modalities) -> dict[str, torch.Tensor]:
+    return {name: step_features(split["beam_power"], split["gps_position"], modalities) for name, split in data.items()}
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Learned baselines: one training loop, best epoch on validation top-1
 
@@ -245,8 +249,7 @@ GRU_GRID = [{"hidden_size": h, "learning_rate": lr} for h in (64, 128, 256) for 
 def gru(task: Task, args) -> dict[str, np.ndarray]:
     """The strong GRU: soft labels, the same seed ensemble as WMLM, and settings searched on validation, among them
     starting from the GRU trained on the task's multi-site source or not."""
-    features = {name: step_features(split["beam_power"], split["gps_position"], args.modalities)
-                for name, split in task.data.items()}
+    features = split_features(task.data, args.modalities)
     targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
     validation_labels = task.data["validation"]["labels"].argmax(-1)
     horizon, num_beams = task.data["train"]["labels"].shape[1:]
@@ -272,8 +275,7 @@ _PRETRAINED_GRUS = {}
 def pretrained_gru(source: Task, args, settings: dict, seed: int) -> GRUBeamPredictor:
     key = (source.scenario, source.seed, tuple(settings.items()), seed)
     if key not in _PRETRAINED_GRUS:
-        features = {name: step_features(split["beam_power"], split["gps_position"], args.modalities)
-                    for name, split in source.data.items() if name != "test"}
+        features = split_features(source.data, args.modalities)
         horizon, num_beams = source.data["train"]["labels"].shape[1:]
         model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
         fit(model, features, beam_targets(source.data["train"]["labels"], args.soft_labels),
@@ -284,8 +286,8 @@ def pretrained_gru(source: Task, args, settings: dict, seed: int) -> GRUBeamPred
 
 
 def llm_reprogram(task: Task, args) -> dict[str, np.ndarray]:
-    features = {name: step_features(split["beam_power"], split["gps_position"], args.modalities)
-                for name, split in task.data.items()}
+    """The LLM-reprogramming baseline (LLMReprogramming), a seed ensemble, the epoch best on validation kept."""
+    features = split_features(task.data, args.modalities)
     targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
     horizon, num_beams = task.data["train"]["labels"].shape[1:]
     members = []
