@@ -182,3 +182,15 @@ def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(task, tm
     benchmark.trained_model(task, replace(args, epochs=2), seed=3)
     benchmark.trained_model(task, args, seed=4)
     assert len(list((tmp_path / "models").iterdir())) == 3 and folder.name.startswith("twin1-0-3-")
+
+
+def test_comparison_table_against_the_baseline_and_the_ceiling():
+    def record(method, seed, top1):
+        return {"method": method, "scenario": "s1", "seed": seed, "train_fraction": 1.0, "top1": top1,
+                "top3": [0.9] * 3, "within_0p5db": [0.8] * 3}
+
+    records = [record("wmlm", 0, [0.6] * 3), record("wmlm", 1, [0.4, 0.5, 0.6]), record("gru", 0, [0.5] * 3),
+               record("interpolation_ceiling", 0, [0.55] * 3)]
+    table = benchmark.comparison_table(records)
+    assert "| s1 | 1 | 0.550 / 0.500 / 0.550 | 100.0% | 0.900 / 0.900 | 0.800 / 0.800 |" in table
+    assert benchmark.comparison_table(records[:3]) == ""  # no ceiling run: no table
