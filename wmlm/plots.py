@@ -72,8 +72,12 @@ def sweep_curve(records, methods, out: Path) -> Path:
 
 def confusion_heatmaps(confusion: dict[str, np.ndarray], out: Path) -> Path:
     """Row-normalised (true best beam -> predicted beam) shares over all test steps, one panel per method."""
-    figure, axes = plt.subplots(1, len(confusion), figsize=(3.6 * len(confusion), 3.4), squeeze=False)
-    for ax, (method, counts) in zip(axes[0], confusion.items(), strict=True):
+    columns = min(3, len(confusion))
+    rows = -(-len(confusion) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(confusion):]:
+        ax.axis("off")
+    for ax, (method, counts) in zip(axes.flat, confusion.items(), strict=False):  # spare panels stay off
         shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
         ax.imshow(shares, cmap="viridis", vmin=0, vmax=1, origin="lower")
         ax.set(title=method, xlabel="predicted beam", ylabel="best beam")
