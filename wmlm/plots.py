@@ -32,6 +32,7 @@ def top1_per_horizon(records, methods, out: Path) -> Path:
             mine = [r["top1"] for r in records if r["method"] == method and r["train_fraction"] == fraction]
             if mine:
                 ax.plot(range(1, len(mine[0]) + 1), np.mean(mine, axis=0), marker="o", label=method)
+                ax.set_xticks(range(1, len(mine[0]) + 1))
         ax.set(xlabel="future step", ylabel="top-1 accuracy", title="top-1 per step" + fraction_label(records,
                                                                                                         fraction))
         ax.grid(alpha=0.3)
