@@ -17,6 +17,7 @@ from transformers import AutoProcessor, TrainerCallback, TrainingArguments
 from dataset_scripts.digital_twin import generate_scenarios
 from modeling_wmlm import WMLMForBeamPrediction, WMLMForContrastiveAlignment
 from wmlm import adapt, align, cli
+from wmlm.benchmark import BenchmarkArguments
 from wmlm.data import WindowCollator
 from wmlm.training import DataArguments, parse_arguments, sequence_fraction
 
@@ -40,16 +41,20 @@ def common(twin, tmp_path, *sites, steps=6):
 
 def test_every_recipe_yaml_loads_against_its_script():
     recipes = sorted(glob.glob(str(ROOT / "recipes" / "*" / "*" / "*.yaml")))
-    assert len(recipes) == 9
+    assert len(recipes) == 13
     for recipe in recipes:
+        lines = [line for line in Path(recipe).read_text().splitlines() if line and not line.startswith("#")]
+        assert all(" # " in line for line in lines), f"{recipe}: every key has a one-line comment"
+        if "/benchmark/" in recipe:
+            (args,) = parse_arguments((BenchmarkArguments,), [recipe])
+            assert args.preset == Path(recipe).parts[-3]
+            continue
         model_args = align.AlignModelArguments if "/align/" in recipe else adapt.AdaptModelArguments
         # --use_cpu: the 2.4b recipes ask for bf16, which transformers allows on a GPU-less machine only then.
         model, data, training = parse_arguments((model_args, DataArguments, TrainingArguments),
                                                 [recipe, "--use_cpu", "true"])
         assert training.report_to == ["tensorboard"] and training.lr_scheduler_type == "cosine"
         assert Path(recipe).parts[-3] in (getattr(model, "preset", ""), *training.output_dir.split("/"))
-        lines = [line for line in Path(recipe).read_text().splitlines() if line and not line.startswith("#")]
-        assert all(" # " in line for line in lines), f"{recipe}: every key has a one-line comment"
 
 
 def test_a_stale_recipe_key_is_an_error(tmp_path):
