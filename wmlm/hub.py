@@ -42,14 +42,18 @@ class PushArguments:
 # Cards
 
 
+def wmlm_groups(records: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """The benchmark's WMLM records grouped by (protocol, scenario, train fraction): one group per seed set."""
+    keys = sorted({(r["protocol"], r["scenario"], r["train_fraction"]) for r in records if r["method"] == "wmlm"})
+    return [(key, [r for r in records if r["method"] == "wmlm" and (r["protocol"], r["scenario"],
+                                                                      r["train_fraction"]) == key]) for key in keys]
+
+
 def eval_results(records: list[dict], model_name: str) -> list[EvalResult]:
     """The benchmark's WMLM records as model-index entries: per protocol, scenario and train fraction, the mean over
     seeds of top-1 per step, top-3 (mean of steps) and the DBA-score."""
     results = []
-    groups = sorted({(r["protocol"], r["scenario"], r["train_fraction"]) for r in records if r["method"] == "wmlm"})
-    for protocol, scenario, fraction in groups:
-        mine = [r for r in records if (r["method"], r["protocol"], r["scenario"], r["train_fraction"])
-                == ("wmlm", protocol, scenario, fraction)]
+    for (protocol, scenario, fraction), mine in wmlm_groups(records):
         setting = f"wmlm benchmark {protocol}, train fraction {fraction:g}, mean of seeds " + \
             " ".join(str(r["seed"]) for r in mine)
         top1 = np.mean([r["top1"] for r in mine], axis=0)
@@ -72,11 +76,7 @@ def evaluation_text(folder: Path, records: list[dict] | None) -> str:
         lines += ["Measured by `wmlm benchmark` (test passes never used for a choice; mean over seeds):", "",
                   "| protocol | scenario | train fraction | top-1 step 1 / 2 / 3 | top-3 | DBA | within 0.5 dB |",
                   "|---|---|---|---|---|---|---|"]
-        groups = sorted({(r["protocol"], r["scenario"], r["train_fraction"]) for r in records
-                         if r["method"] == "wmlm"})
-        for protocol, scenario, fraction in groups:
-            mine = [r for r in records if (r["method"], r["protocol"], r["scenario"], r["train_fraction"])
-                    == ("wmlm", protocol, scenario, fraction)]
+        for (protocol, scenario, fraction), mine in wmlm_groups(records):
             top1 = " / ".join(f"{v:.3f}" for v in np.mean([r["top1"] for r in mine], axis=0))
             mean = {key: np.mean([np.mean(r[key]) for r in mine]) for key in ("top3", "dba", "within_0p5db")}
             lines.append(f"| {protocol} | {scenario} | {fraction:g} | {top1} | {mean['top3']:.3f} | "
