@@ -194,3 +194,19 @@ def test_comparison_table_against_the_baseline_and_the_ceiling():
     table = benchmark.comparison_table(records)
     assert "| s1 | 1 | 0.550 / 0.500 / 0.550 | 100.0% | 0.900 / 0.900 | 0.800 / 0.800 |" in table
     assert benchmark.comparison_table(records[:3]) == ""  # no ceiling run: no table
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"protocol": "zero_shot"}, "protocol must be one of"),
+    ({"methods": ["wmlm", "lstm"]}, r"unknown methods \['lstm'\]"),
+    ({"ensemble": 0}, "ensemble must be >= 1"),
+    ({"train_fractions": [0.0]}, r"train_fractions must lie in \(0, 1\]"),
+])
+def test_bad_benchmark_arguments_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        benchmark.BenchmarkArguments(data_dir=["x"], **bad)
+
+
+def test_a_misspelled_benchmark_argument_is_an_error():
+    with pytest.raises(ValueError, match="--ensmble"):
+        cli.main(["benchmark", "--data_dir", "x", "--ensmble", "2"])
