@@ -4,13 +4,14 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from .twin import PRESETS, generate_scenarios
+from .twin import DEMO_SITES, PRESETS, generate_scenarios
 
 
 @dataclass
 class TwinArguments:
     output_dir: str = field(metadata={"help": "folder that receives one DeepSense-layout folder per scenario"})
-    presets: list[str] = field(default_factory=lambda: list(PRESETS), metadata={"help": f"sites, from {list(PRESETS)}"})
+    presets: list[str] = field(default_factory=lambda: list(DEMO_SITES),
+                               metadata={"help": f"sites, from {list(PRESETS)}"})
     num_samples: int = field(default=300, metadata={"help": "samples per scenario"})
     seed: int = field(default=0, metadata={"help": "generation is deterministic in the seed"})
     image_width: int = field(default=160, metadata={"help": "camera frame width in pixels"})

@@ -10,7 +10,7 @@ import numpy as np
 from transformers import HfArgumentParser
 
 from ..deepsense6g import load_deepsense6g
-from .twin import PRESETS, generate_scenario
+from .twin import DEMO_SITES, generate_scenario
 
 
 def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: int = 5) -> np.ndarray:
@@ -50,7 +50,7 @@ def modality_accuracy(scenario_dir, cache_dir=None, seed: int = 0) -> dict[str, 
 @dataclass
 class SanityArguments:
     output_dir: str = field(metadata={"help": "where the twin scenarios are written"})
-    presets: list[str] = field(default_factory=lambda: list(PRESETS), metadata={"help": "sites to check"})
+    presets: list[str] = field(default_factory=lambda: list(DEMO_SITES), metadata={"help": "sites to check"})
     num_samples: int = field(default=1200, metadata={"help": "samples per scenario"})
     seed: int = field(default=1, metadata={"help": "twin seed"})
 
