@@ -200,6 +200,17 @@ class WMLMConfig(PreTrainedConfig):
         kwargs["encoder_configs"] = {m: s for m, s in kwargs["encoder_configs"].items() if m in modalities}
         return cls(**{**kwargs, **overrides})
 
+    def modalities_subset(self, modalities) -> "WMLMConfig":
+        """A copy that encodes only `modalities` (kept in this config's order) with their encoder settings: a stage-2
+        model on power + GPS from a stage-1 checkpoint that also aligned a camera."""
+        unknown = [m for m in modalities if m not in self.modalities]
+        if unknown:
+            raise ValueError(f"modalities {unknown} are not among this config's {self.modalities}")
+        values = self.to_dict()
+        values["modalities"] = [m for m in self.modalities if m in modalities]
+        values["encoder_configs"] = {m: self.encoder_configs[m] for m in values["modalities"]}
+        return type(self).from_dict(values)
+
     @property
     def num_labels(self) -> int:
         """The beam head's classes are the codebook's beams, so `num_labels` is `num_beams` and cannot differ."""

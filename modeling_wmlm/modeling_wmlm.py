@@ -595,15 +595,24 @@ class WMLMPreTrainedModel(PreTrainedModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
     def load_alignment_encoders(self, alignment: "str | WMLMForContrastiveAlignment", **from_pretrained_kwargs):
-        """Copy the stage-1 encoders and projections (a checkpoint path or a model) into this model."""
+        """Copy the stage-1 encoders and projections (a checkpoint path or a model) into this model. This model may
+        use a subset of the aligned modalities (aligned with a camera, deployed where there is none)."""
         if not isinstance(alignment, WMLMForContrastiveAlignment):
             alignment = WMLMForContrastiveAlignment.from_pretrained(alignment, **from_pretrained_kwargs)
         mine, theirs = self.base_model.encoders, alignment.encoders
-        for name in ("modalities", "encoder_configs", "projection_dim", "num_beams"):
-            if getattr(self.config, name) != getattr(alignment.config, name):
-                raise ValueError(f"stage-1 checkpoint has {name}={getattr(alignment.config, name)!r} but this model "
-                                 f"has {getattr(self.config, name)!r}; build the stage-2 config from the stage-1 one")
-        mine.load_state_dict(theirs.state_dict())
+        missing = [m for m in self.config.modalities if m not in alignment.config.modalities]
+        if missing:
+            raise ValueError(f"stage-1 checkpoint aligned {alignment.config.modalities}, not {missing}; build the "
+                             f"stage-2 config from the stage-1 one (WMLMConfig.modalities_subset)")
+        ours = {m: alignment.config.encoder_configs[m] for m in self.config.modalities}
+        for name, theirs_value in (("encoder_configs", ours), ("projection_dim", alignment.config.projection_dim),
+                                   ("num_beams", alignment.config.num_beams)):
+            if getattr(self.config, name) != theirs_value:
+                raise ValueError(f"stage-1 checkpoint has {name}={theirs_value!r} but this model has "
+                                 f"{getattr(self.config, name)!r}; build the stage-2 config from the stage-1 one")
+        for part in ("encoders", "projections"):
+            for modality in self.config.modalities:
+                getattr(mine, part)[modality].load_state_dict(getattr(theirs, part)[modality].state_dict())
         return self
 
 

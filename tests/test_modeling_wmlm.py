@@ -369,6 +369,16 @@ def test_stage2_loads_stage1_encoders(tmp_path, tiny_config):
     other = WMLMForBeamPrediction(WMLMConfig.from_preset("wmlm-tiny", projection_dim=8))
     with pytest.raises(ValueError, match="projection_dim"):
         other.load_alignment_encoders(stage1)
+    # A stage-2 model on a subset of the aligned modalities (no camera at the site) takes their encoders alone.
+    radio = WMLMForBeamPrediction(tiny_config.modalities_subset(["gps", "beam"]))
+    assert radio.config.modalities == ["beam", "gps"] and "vision" not in radio.config.encoder_configs
+    radio.load_alignment_encoders(stage1)
+    for name, tensor in radio.wmlm.encoders.state_dict().items():
+        torch.testing.assert_close(tensor, stage1.encoders.state_dict()[name], msg=name)
+    with pytest.raises(ValueError, match=r"aligned \['beam', 'gps'\], not \['vision'\]"):
+        stage2.load_alignment_encoders(WMLMForContrastiveAlignment(tiny_config.modalities_subset(["beam", "gps"])))
+    with pytest.raises(ValueError, match=r"modalities \['lidar'\] are not among"):
+        tiny_config.modalities_subset(["beam", "lidar"])
 
 
 def test_dtype_argument(tmp_path, tiny_config):

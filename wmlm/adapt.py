@@ -48,7 +48,8 @@ class AdaptModelArguments:
         "help": "stage-1 or stage-2 checkpoint; empty trains from scratch (the ablation without alignment)"})
     preset: str = field(default="wmlm-tiny", metadata={"help": "WMLMConfig preset when training from scratch"})
     modalities: list[str] = field(default_factory=lambda: ["beam", "vision", "gps"], metadata={
-        "help": "modalities when training from scratch (a checkpoint brings its own)"})
+        "help": "modalities when training from scratch; from a stage-1 checkpoint, which of its aligned encoders "
+                "to use (those it has of these); a stage-2 checkpoint brings its own"})
     freeze_encoders: bool = field(default=False, metadata={"help": "train the backbone and head only"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
@@ -64,9 +65,16 @@ class AdaptModelArguments:
 
 
 def initial_config(model_args: AdaptModelArguments) -> WMLMConfig:
-    if model_args.model_name_or_path:
-        return AutoConfig.from_pretrained(model_args.model_name_or_path)
-    return WMLMConfig.from_preset(model_args.preset, modalities=model_args.modalities)
+    if not model_args.model_name_or_path:
+        return WMLMConfig.from_preset(model_args.preset, modalities=model_args.modalities)
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    if config.architectures != [WMLMForContrastiveAlignment.__name__]:
+        return config
+    used = [m for m in config.modalities if m in model_args.modalities]
+    if not used:
+        raise ValueError(f"{model_args.model_name_or_path} aligned {config.modalities}, none of modalities "
+                         f"{model_args.modalities}: name at least one of its modalities")
+    return config.modalities_subset(used)
 
 
 def initial_model(model_args: AdaptModelArguments, config: WMLMConfig, train_split):
@@ -76,10 +84,9 @@ def initial_model(model_args: AdaptModelArguments, config: WMLMConfig, train_spl
     if not path:
         processor = WMLMProcessor.from_config(config)
         return model_class(fit_normalization(processor, config, train_split)), processor
-    processor = AutoProcessor.from_pretrained(path)
-    if config.architectures == [WMLMForContrastiveAlignment.__name__]:
-        return model_class(config).load_alignment_encoders(path), processor
-    return model_class.from_pretrained(path), processor
+    if config.architectures == [WMLMForContrastiveAlignment.__name__]:  # the processor reads what config uses
+        return model_class(config).load_alignment_encoders(path), WMLMProcessor.from_config(config)
+    return model_class.from_pretrained(path), AutoProcessor.from_pretrained(path)
 
 
 def prepare_model(model, model_args: AdaptModelArguments):
