@@ -95,6 +95,12 @@ def test_wmlm_trains_with_its_preset_recipe(task, tmp_path):
     assert str(tmp_path) in full.output_dir and full.output_dir != lora.output_dir
     with pytest.raises(FileNotFoundError, match="recipes/wmlm-base/adapt/config_full.yaml"):
         benchmark.recipe_arguments(benchmark.BenchmarkArguments(data_dir=["x"], preset="wmlm-base"), "full", task, 0)
+    small_sites = replace(args, wmlm_recipe_overrides=["per_device_train_batch_size=16", "learning_rate=3e-3"])
+    full = benchmark.recipe_arguments(small_sites, "full", task, seed=7)[1]
+    assert (full.per_device_train_batch_size, full.learning_rate, full.num_train_epochs) == (16, 3e-3, 15)
+    with pytest.raises(ValueError, match="takes key=value, got 'per_device_train_batch_size'"):
+        benchmark.recipe_arguments(replace(args, wmlm_recipe_overrides=["per_device_train_batch_size"]), "full",
+                                   task, 0)
 
 
 def test_cross_scenario_validates_on_whole_sequences_and_tests_the_held_out_site(twin, tmp_path):
@@ -137,6 +143,42 @@ def test_few_shot_adapts_on_a_fraction_of_the_in_scenario_training_passes(tmp_pa
     probabilities = benchmark.wmlm(task, args)
     assert probabilities["test"].shape == (len(task.data["test"]["labels"]), 3, 64)
     np.testing.assert_allclose(probabilities["test"].sum(-1), 1.0, rtol=1e-5)
+    # The adapter is kept, ready for PeftModel.from_pretrained and its card.
+    (adapter,) = (tmp_path / "out" / "adapters").iterdir()
+    assert adapter.name == "twin1-seed0-fraction0.3-member0" and (adapter / "adapter_config.json").is_file()
+    summary = json.loads((adapter / "training_summary.json").read_text())
+    assert summary["datasets"] == ["twin1"] and summary["train_fraction"] == 0.3
+
+
+def test_zero_shot_scores_the_source_models_on_the_few_shot_test_windows(twin, tmp_path):
+    config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
+    args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="few_shot",
+                                        held_out=["twin4"], train_fractions=[0.0, 0.3], seeds=[1])
+    zero, few = benchmark.tasks(args, config)
+    assert (zero.scenario, zero.train_fraction, zero.source, few.train_fraction) == ("twin4", 0.0, None, 0.3)
+    assert zero.splits["hard"]["test"]["sample_index"] == few.splits["hard"]["test"]["sample_index"]
+    assert set(zero.data["train"]["scenario"]) == set(zero.data["validation"]["scenario"]) == {"twin1"}
+    with pytest.raises(ValueError, match=r"held_out names \['twin9'\]"):
+        next(benchmark.tasks(replace(args, held_out=["twin9"]), config))
+
+
+def test_a_given_source_checkpoint_must_not_have_seen_the_held_out_site(task, tmp_path):
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", epochs=1, output_dir=str(tmp_path))
+    model, processor = benchmark.scratch_model(task, args)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    given = replace(args, protocol="few_shot", wmlm_model_name_or_path=str(tmp_path / "model"))
+    with pytest.raises(ValueError, match="has no training_summary.json"):
+        benchmark.trained_model(task, given, seed=0)
+    summary = tmp_path / "model" / "training_summary.json"
+    summary.write_text(json.dumps({"datasets": ["twin4", task.scenario]}))
+    with pytest.raises(ValueError, match=f"was trained on {task.scenario}"):
+        benchmark.trained_model(task, given, seed=0)
+    summary.write_text(json.dumps({"datasets": ["twin4"]}))
+    loaded, _ = benchmark.trained_model(task, given, seed=0)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not (tmp_path / "models").exists()  # nothing trained
 
 
 def test_the_recipe_runs_under_accelerate_launch(twin, tmp_path):
@@ -200,7 +242,8 @@ def test_comparison_table_against_the_baseline_and_the_ceiling():
     ({"protocol": "zero_shot"}, "protocol must be one of"),
     ({"methods": ["wmlm", "lstm"]}, r"unknown methods \['lstm'\]"),
     ({"ensemble": 0}, "ensemble must be >= 1"),
-    ({"train_fractions": [0.0]}, r"train_fractions must lie in \(0, 1\]"),
+    ({"train_fractions": [1.5]}, r"train_fractions must lie in \[0, 1\]"),
+    ({"held_out": ["twin1"]}, "use protocol cross_scenario or few_shot"),
 ])
 def test_bad_benchmark_arguments_are_named(bad, message):
     with pytest.raises(ValueError, match=message):

@@ -97,6 +97,7 @@ def test_push_and_load_by_repo_id_over_http(twin, server, tmp_path):
     adapter = server.repos[("model", "org/wmlm-tiny-twin4-lora")].files
     assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(adapter)
     assert "base_model: org/wmlm-tiny" in adapter["README.md"].decode()
+    assert f"[org/wmlm-tiny]({server.url}/org/wmlm-tiny)" in adapter["README.md"].decode()  # the endpoint pushed to
     # The token authenticated every request and appears in no output, log, card or pushed file.
     assert server.authorizations and set(server.authorizations) == {f"Bearer {TOKEN}"}
     assert TOKEN not in logs

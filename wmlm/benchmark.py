@@ -33,7 +33,7 @@ from modeling_wmlm.modeling_wmlm import log_minmax, power_soft_targets
 
 from .adapt import AdaptModelArguments, prepare_model
 from .data import WindowCollator, fit_normalization, window_kwargs
-from .training import DataArguments, parse_arguments, sequence_fraction
+from .training import TRAINING_SUMMARY, DataArguments, parse_arguments, save_final, sequence_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS, RECIPES = ROOT / "metrics", ROOT / "recipes"
@@ -67,8 +67,17 @@ class BenchmarkArguments:
     ensemble: int = field(default=2, metadata={
         "help": "members of every learned method's seed ensemble (probabilities averaged)"})
     train_fractions: list[float] = field(default_factory=lambda: [0.1, 0.3], metadata={
-        "help": "few_shot: shares of the held-out scenario's training sequences"})
+        "help": "few_shot: shares of the held-out scenario's training sequences; 0 is zero-shot (the source model "
+                "as it is), scored on the same test windows"})
+    held_out: list[str] = field(default_factory=list, metadata={
+        "help": "cross_scenario, few_shot: the scenarios (folder names) to hold out in turn; default: every one"})
+    wmlm_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "cross_scenario, few_shot: a stage-2 checkpoint trained on the other scenarios (recipes/adapt.py) "
+                "as WMLM's source model, instead of one trained from scratch; its training_summary.json must not "
+                "name a held-out scenario"})
     epochs: int | None = field(default=None, metadata={"help": "WMLM epochs; default: the recipe's"})
+    wmlm_recipe_overrides: list[str] = field(default_factory=list, metadata={
+        "help": "key=value over WMLM's adapt recipes, e.g. per_device_train_batch_size=16 for small sites"})
     baseline_epochs: int = field(default=20, metadata={
         "help": "epochs of the GRU, LLM-reprogramming and interpolation models (best on validation)"})
     batch_size: int = field(default=64, metadata={"help": "baselines' training windows per step"})
@@ -91,8 +100,11 @@ class BenchmarkArguments:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {sorted(METHODS)}")
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
-        if not all(0 < f <= 1 for f in self.train_fractions):
-            raise ValueError(f"train_fractions must lie in (0, 1], got {self.train_fractions}")
+        if not all(0 <= f <= 1 for f in self.train_fractions):
+            raise ValueError(f"train_fractions must lie in [0, 1], got {self.train_fractions}")
+        if (self.held_out or self.wmlm_model_name_or_path) and self.protocol == "in_scenario":
+            raise ValueError("held_out and wmlm_model_name_or_path hold scenarios out: use protocol cross_scenario "
+                             "or few_shot")
 
 
 @dataclass
@@ -104,8 +116,9 @@ class Task:
     seed: int
     data: dict[str, dict[str, np.ndarray]]
     splits: dict[str, datasets.DatasetDict]
-    train_fraction: float = 1.0
+    train_fraction: float = 1.0  # 0: zero-shot, the source scenarios' training and validation windows
     source: "Task | None" = None  # the multi-site task whose models are fine-tuned here (no test split of ours)
+    paths: list[str] = field(default_factory=list)  # the scenario folders of the training windows
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -358,18 +371,47 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
             else:
                 trainer = wmlm_trainer(base, processor, task, args, "finetune", seed)
             trainer.train()
+            if args.protocol == "few_shot":
+                save_adapter(trainer, processor, task, args, seed)
         members.append({name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions)
                         .softmax(-1).numpy() for name in ("validation", "test")})
     return average(members)
 
 
+def save_adapter(trainer: Trainer, processor, task: Task, args, seed: int):
+    """The few-shot LoRA adapter, its processor and training summary under OUT/adapters/, ready for
+    `PeftModel.from_pretrained` and `wmlm push`."""
+    folder = Path(args.output_dir) / "adapters" / f"{task.scenario}-seed{task.seed}-fraction{task.train_fraction:g}-" \
+        f"member{seed}"
+    data_args = DataArguments(data_dir=task.paths, split_fractions=list(IN_SCENARIO_FRACTIONS), split_seed=task.seed,
+                              train_fraction=task.train_fraction)
+    save_final(trainer, processor, str(folder), data_args, "stage 2: LoRA adaptation to a new site (few-shot)")
+
+
+def source_checkpoint(path: str, held_out: str):
+    """The user's multi-site stage-2 checkpoint, refused if its training summary names the held-out scenario."""
+    summary = Path(path) / TRAINING_SUMMARY
+    if not summary.is_file():
+        raise ValueError(f"wmlm_model_name_or_path {path} has no {TRAINING_SUMMARY}, so nothing shows that it never "
+                         f"saw {held_out}; train it with recipes/adapt.py, which writes one")
+    seen = json.loads(summary.read_text())["datasets"]
+    if held_out in seen:
+        raise ValueError(f"wmlm_model_name_or_path {path} was trained on {held_out} ({summary} lists {seen}), so it "
+                         f"cannot be scored zero- or few-shot there; hold {held_out} out of its data_dir")
+    return WMLMForBeamPrediction.from_pretrained(path), WMLMProcessor.from_pretrained(path)
+
+
 def trained_model(task: Task, args, seed: int):
     """WMLM trained from scratch on the task's training windows, kept on disk under a key of everything that
     determines it (the windows' fingerprints, the preset, overrides, labels, epochs and recipe), so that the
-    cross_scenario and few_shot runs share their multi-site models; -> (the model, its processor)."""
+    cross_scenario and few_shot runs share their multi-site models; -> (the model, its processor). With
+    `wmlm_model_name_or_path`, that checkpoint instead."""
+    if args.wmlm_model_name_or_path:
+        return source_checkpoint(args.wmlm_model_name_or_path, task.scenario)
     recipe = (RECIPES / args.preset / "adapt" / "config_full.yaml").read_text()
     key = json.dumps([task.splits["soft"]["train"]._fingerprint, task.splits["soft"]["validation"]._fingerprint,
-                      args.preset, args.config_overrides, args.modalities, args.soft_labels, args.epochs, recipe, seed])
+                      args.preset, args.config_overrides, args.modalities, args.soft_labels, args.epochs,
+                      args.wmlm_recipe_overrides, recipe, seed])
     folder = Path(args.model_cache_dir or Path(args.output_dir) / "models") / \
         f"{task.scenario}-{task.seed}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if (folder / "model.safetensors").is_file():
@@ -409,6 +451,11 @@ def recipe_arguments(args, mode: str, task: Task, seed: int) -> tuple[AdaptModel
                  str(not torch.cuda.is_available())]
     if args.epochs is not None:
         overrides += ["--num_train_epochs", str(args.epochs)]
+    for override in args.wmlm_recipe_overrides:
+        key, equals, value = override.partition("=")
+        if not equals:
+            raise ValueError(f"wmlm_recipe_overrides takes key=value, got {override!r}")
+        overrides += [f"--{key}", value]
     model_args, _, training = parse_arguments((AdaptModelArguments, DataArguments, TrainingArguments),
                                               [str(recipe), *overrides])
     return model_args, training
@@ -447,7 +494,7 @@ def tasks(args, config: WMLMConfig):
             source = multi_site_task(scenario_tasks) if args.multi_site and len(folders) > 1 else None
             yield from (replace(task, source=source) for task in scenario_tasks)
         return
-    for held_out in folders:
+    for held_out in held_out_folders(folders, args.held_out):
         others = [str(f) for f in folders if f != held_out]
         for seed in args.seeds:
             source = load_task(held_out.name, seed, args, config, others, (0.9, 0.1, 0.0), [str(held_out)])
@@ -456,7 +503,17 @@ def tasks(args, config: WMLMConfig):
                 continue
             target = load_task(held_out.name, seed, args, config, [str(held_out)], IN_SCENARIO_FRACTIONS)
             for fraction in args.train_fractions:
-                yield few_shot_task(target, source, fraction)
+                yield few_shot_task(target, source, fraction) if fraction else zero_shot_task(target, source)
+
+
+def held_out_folders(folders: list[Path], names: list[str]) -> list[Path]:
+    unknown = set(names) - {f.name for f in folders}
+    if unknown:
+        raise ValueError(f"held_out names {sorted(unknown)}, which are not among the scenarios "
+                         f"{[f.name for f in folders]} of data_dir")
+    if len(folders) < 2:
+        raise ValueError(f"holding a scenario out needs at least two in data_dir, got {[f.name for f in folders]}")
+    return [f for f in folders if not names or f.name in names]
 
 
 def load_task(scenario: str, seed: int, args, config: WMLMConfig, train_paths: list[str], fractions,
@@ -474,7 +531,7 @@ def load_task(scenario: str, seed: int, args, config: WMLMConfig, train_paths: l
         raise ValueError(f"no {sorted(missing)} windows for {train_paths} (seed {seed}): too few or too short "
                          f"sequences for a {config.history_len} + {config.horizon} window; give more data")
     data = {name: window_arrays(split) for name, split in splits["soft"].items()}
-    return Task(scenario, seed, data, splits)
+    return Task(scenario, seed, data, splits, paths=train_paths)
 
 
 def multi_site_task(scenario_tasks: list[Task]) -> Task:
@@ -486,7 +543,8 @@ def multi_site_task(scenario_tasks: list[Task]) -> Task:
               for kind in ("hard", "soft")}
     data = {name: {key: np.concatenate([t.data[name][key] for t in scenario_tasks]) for key in
                    scenario_tasks[0].data[name]} for name in ("train", "validation")}
-    return Task("+".join(t.scenario for t in scenario_tasks), scenario_tasks[0].seed, data, splits)
+    return Task("+".join(t.scenario for t in scenario_tasks), scenario_tasks[0].seed, data, splits,
+                paths=[path for t in scenario_tasks for path in t.paths])
 
 
 def few_shot_task(target: Task, source: Task, fraction: float) -> Task:
@@ -498,6 +556,14 @@ def few_shot_task(target: Task, source: Task, fraction: float) -> Task:
               for kind, split in target.splits.items()}
     data = {**target.data, "train": {k: v[keep] for k, v in target.data["train"].items()}}
     return replace(target, data=data, splits=splits, train_fraction=fraction, source=source)
+
+
+def zero_shot_task(target: Task, source: Task) -> Task:
+    """Every method as it comes from the source scenarios (their training and validation windows), scored on the
+    target's test windows: the few-shot tasks' zero point (train fraction 0)."""
+    splits = {kind: datasets.DatasetDict({**split, "test": target.splits[kind]["test"]})
+              for kind, split in source.splits.items()}
+    return replace(source, data={**source.data, "test": target.data["test"]}, splits=splits, train_fraction=0.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -527,7 +593,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     metrics, config = load_metrics(), wmlm_config(args)
     records, confusion = [], {}
-    runs = len(discover_scenarios(args.data_dir, extract=str)) * len(args.seeds) * len(args.methods) * (
+    folders = discover_scenarios(args.data_dir, extract=str)
+    scenarios = folders if args.protocol == "in_scenario" else held_out_folders(folders, args.held_out)
+    runs = len(scenarios) * len(args.seeds) * len(args.methods) * (
         len(args.train_fractions) if args.protocol == "few_shot" else 1)
     with tqdm(total=runs, desc="benchmark", unit="run", disable=not state.is_main_process) as progress:
         for task in tasks(args, config):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants
 from transformers import AutoConfig
 
 from dataset_scripts.deepsense6g.deepsense6g import CITATION as DEEPSENSE_CITATION
@@ -124,7 +124,9 @@ def render_card(folder: str, repo_id: str, results: list[dict] | None = None) ->
                                                  "horizon", "anchor_modality", "num_hidden_layers", "hidden_size")},
     }
     if adapter:
-        values.update(site=", ".join(summary.get("datasets") or ["a new site"]), lora_r=adapter_config["r"],
+        base = adapter_config.get("base_model_name_or_path")
+        values.update(base_model_url=None if Path(base).exists() else f"{constants.ENDPOINT}/{base}",
+                      site=", ".join(summary.get("datasets") or ["a new site"]), lora_r=adapter_config["r"],
                       lora_alpha=adapter_config["lora_alpha"], target_modules=adapter_config["target_modules"],
                       modules_to_save=", ".join(adapter_config.get("modules_to_save") or []))
     else:
