@@ -1,100 +1,190 @@
-"""`python -m wmlm`: the main job on the embedded default data, the digital twin; about a minute on 2 CPU cores.
+"""`python -m wmlm`: the whole method on this machine in one command, through the recipes and `wmlm benchmark`.
 
-Writes twin scenarios in the DeepSense layout, prepares them with the DeepSense6G builder, trains a beam predictor on
-the training sequences, reports top-1 accuracy on held-out sequences against always guessing the most common beam,
-then saves the model and checks that `AutoModelForSequenceClassification` reloads it to the same logits.
+1. writes four digital-twin sites with camera frames (or takes `--data_dir`: real DeepSense scenario folders);
+2. stage 1: aligns the modality encoders to the beam anchor on every site but the new one (recipes/<preset>/align);
+3. stage 2: adapts the backbone and the beam head on those sites (recipes/<preset>/adapt/config_full.yaml);
+4. on the new site: WMLM zero-shot, and a LoRA adapter on a tenth of its training passes (config_lora.yaml);
+5. scores both against every baseline on the new site's test passes (`wmlm benchmark --protocol few_shot`);
+6. renders the model cards of the stage-2 model and of the adapter;
+7. writes OUT/report.md: the tables, the plots, the cards and where the checkpoints and the adapter are.
 """
 
+import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from transformers import AutoModelForSequenceClassification, HfArgumentParser
+from transformers import HfArgumentParser
 
-from dataset_scripts.deepsense6g import load_deepsense6g
-from dataset_scripts.digital_twin import generate_scenarios
-from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMProcessor
+from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
+from dataset_scripts.digital_twin import DEMO_SITES, generate_scenarios
 
-from .data import WindowCollator, fit_normalization, window_kwargs
+from . import adapt, align, benchmark
+from .hub import render_card
+
+RECIPES = benchmark.RECIPES
 
 
 @dataclass
 class MainArguments:
-    output_dir: str = field(default="outputs/main", metadata={"help": "twin data, dataset cache and the model"})
-    twin_presets: list[str] = field(default_factory=lambda: ["twin1", "twin3"], metadata={"help": "twin sites"})
-    num_samples: int = field(default=400, metadata={"help": "samples per twin scenario"})
-    model_preset: str = field(default="wmlm-tiny", metadata={"help": "WMLMConfig preset"})
-    max_steps: int = field(default=400, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=32, metadata={"help": "windows per step"})
-    learning_rate: float = field(default=1e-2, metadata={"help": "AdamW learning rate"})
-    seed: int = field(default=0, metadata={"help": "seeds the twin, the split and the model"})
+    output_dir: str = field(default="outputs/demo", metadata={"help": "data, checkpoints, results and report.md"})
+    data_dir: list[str] = field(default_factory=list, metadata={
+        "help": "real DeepSense scenario folders or zips (or a folder holding several); default: writes the digital "
+                "twin's four sites"})
+    held_out: str | None = field(default=None, metadata={"help": "the new site (a scenario folder name); default: "
+                                                                  "the last scenario"})
+    modalities: list[str] = field(default_factory=list, metadata={
+        "help": "the modalities stage 1 aligns; default: beam vision gps on the twin, beam gps on data_dir "
+                "(DeepSense 1-5 carry no frames)"})
+    adapt_modalities: list[str] = field(default_factory=lambda: ["beam"], metadata={
+        "help": "the aligned encoders the stage-2 model uses (on the twin's validation passes, power alone "
+                "transferred to a new site best: BENCHMARKS.md)"})
+    preset: str = field(default="wmlm-small", metadata={"help": "WMLM preset; its recipes/<preset>/ are run"})
+    num_samples: int = field(default=500, metadata={"help": "samples per twin site"})
+    align_epochs: int = field(default=5, metadata={"help": "stage-1 epochs (the recipe's are sized for real data)"})
+    adapt_epochs: int = field(default=30, metadata={"help": "stage-2 and LoRA epochs (likewise)"})
+    batch_size: int = field(default=16, metadata={
+        "help": "stage-2 and LoRA windows per step: a twin site has a few hundred windows, so the recipes' 64 "
+                "would give WMLM too few optimizer steps"})
+    train_fraction: float = field(default=0.1, metadata={"help": "share of the new site's training passes for LoRA"})
+    methods: list[str] = field(default_factory=lambda: list(benchmark.METHODS), metadata={
+        "help": "benchmark methods, WMLM and the baselines"})
+    ensemble: int = field(default=1, metadata={"help": "seed-ensemble members of every learned method"})
+    seed: int = field(default=0, metadata={"help": "seeds the twin, the splits and the training"})
+    epochs: int | None = field(default=None, metadata={
+        "help": "every stage's and baseline's epochs instead (a quick look; tests)"})
 
 
-@torch.no_grad()
-def evaluate(model, loader) -> float:
-    model.eval()
-    correct = total = 0
-    for batch in loader:
-        predicted = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.argmax(-1)
-        correct += (predicted == batch["labels"]).sum().item()
-        total += batch["labels"].numel()
-    return correct / total
+def scenario_folders(args: MainArguments, out: Path) -> list[Path]:
+    if args.data_dir:
+        return discover_scenarios(args.data_dir, extract=str)
+    folders = generate_scenarios(out / "twin", DEMO_SITES, num_samples=args.num_samples, seed=args.seed,
+                                 image_size=(160, 90))
+    print(f"[1/7] twin: {len(folders)} sites with camera frames, {args.num_samples} samples each, under {out / 'twin'}")
+    return folders
+
+
+def stage_arguments(args: MainArguments, out: Path, sources: list[Path], name: str, epochs: int) -> list[str]:
+    """What every stage on the source sites shares: their training and validation passes (none held back for test:
+    the new site is the test), the seed and the cache."""
+    return ["--data_dir", *map(str, sources), "--split_fractions", "0.9", "0.1", "0.0", "--split_seed",
+            str(args.seed), "--seed", str(args.seed), "--cache_dir", str(out / "cache"), "--output_dir",
+            str(out / name), "--num_train_epochs", str(args.epochs or epochs)]
 
 
 def main(argv=None):
     (args,) = HfArgumentParser(MainArguments).parse_args_into_dataclasses(argv)
-    torch.manual_seed(args.seed)
     datasets.disable_progress_bars()
     out = Path(args.output_dir)
-    folders = generate_scenarios(out / "twin", args.twin_presets, num_samples=args.num_samples, seed=args.seed,
-                                 image_size=(160, 90))
-    print(f"twin: wrote {[f.name for f in folders]} ({args.num_samples} samples each) under {out / 'twin'}")
-    config = WMLMConfig.from_preset(args.model_preset)
-    data = load_deepsense6g(folders, "beam_prediction", cache_dir=str(out / "cache"), split_seed=args.seed,
-                            split_fractions=(0.8, 0.0, 0.2), **window_kwargs(config))
-    print(f"dataset: {', '.join(f'{s} {len(d)} windows' for s, d in data.items())}")
-    if set(data) != {"train", "test"}:
-        raise SystemExit(f"too few sequences for a train/test split ({sorted(data)}); raise --num_samples")
+    times, started = {}, time.perf_counter()
+    folders = scenario_folders(args, out)
+    held_out = next((f for f in folders if f.name == args.held_out), None) if args.held_out else folders[-1]
+    if held_out is None:
+        raise SystemExit(f"--held_out {args.held_out} is not among the scenarios {[f.name for f in folders]}")
+    sources = [f for f in folders if f != held_out]
+    if not sources:
+        raise SystemExit("the main job needs at least two scenarios: sites to train on and a new site")
+    args.modalities = args.modalities or (["beam", "gps"] if args.data_dir else ["beam", "vision", "gps"])
+    times["data"] = time.perf_counter() - started
 
-    processor = WMLMProcessor.from_config(config)
-    config = fit_normalization(processor, config, data["train"])
-    model = WMLMForBeamPrediction(config)
-    collate = WindowCollator(processor)
-    train = DataLoader(data["train"], batch_size=args.batch_size, shuffle=True, collate_fn=collate)
-    test = DataLoader(data["test"], batch_size=args.batch_size, collate_fn=collate)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
-    step = 0
-    while step < args.max_steps:
-        for batch in train:
-            model.train()
-            loss = model(**batch).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % 25 == 0 or step == 1:
-                print(f"step {step:4d}  loss {loss.item():.3f}")
-            if step == args.max_steps:
-                break
+    print(f"[2/7] stage 1: aligning {', '.join(args.modalities)} to the beam anchor on "
+          f"{', '.join(f.name for f in sources)}")
+    align.main([str(RECIPES / args.preset / "align" / "config.yaml"),
+                *stage_arguments(args, out, sources, "align", args.align_epochs), "--modalities", *args.modalities,
+                "--anchor_modality", "beam"])
+    times["stage 1"] = time.perf_counter() - started - sum(times.values())
 
-    test_labels = np.array(data["test"]["labels"])  # (windows, horizon)
-    majority = (test_labels == np.bincount(np.array(data["train"]["labels"]).ravel()).argmax()).mean()
-    last_beam = (test_labels == np.array(data["test"]["beam_index"])[:, -1:]).mean()
-    print(f"test top-1 beam accuracy {evaluate(model, test):.3f} (baselines: most common beam {majority:.3f}, "
-          f"last seen beam {last_beam:.3f})")
+    print(f"[3/7] stage 2: adapting the aligned {', '.join(args.adapt_modalities)} encoders and the backbone to beam "
+          f"prediction on {', '.join(f.name for f in sources)}")
+    adapt.main([str(RECIPES / args.preset / "adapt" / "config_full.yaml"),
+                *stage_arguments(args, out, sources, "adapt", args.adapt_epochs), "--model_name_or_path",
+                str(out / "align"), "--modalities", *args.adapt_modalities, "--per_device_train_batch_size",
+                str(args.batch_size)])
+    times["stage 2"] = time.perf_counter() - started - sum(times.values())
 
-    model.save_pretrained(out / "model")
-    processor.save_pretrained(out / "model")
-    reloaded = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
-    batch = {k: v for k, v in next(iter(test)).items() if k != "labels"}
-    with torch.no_grad():
-        difference = (reloaded(**batch).logits - model.eval()(**batch).logits).abs().max().item()
-    print(f"saved {out / 'model'}; reloaded as {type(reloaded).__name__}, max |logit difference| {difference:.1e}")
-    if difference > 1e-5:
-        raise SystemExit("reloaded model disagrees with the saved one")
+    print(f"[4-5/7] {held_out.name}: WMLM zero-shot and LoRA on {args.train_fraction:g} of its training passes, "
+          f"against {', '.join(m for m in args.methods if m != 'wmlm')}")
+    records = benchmark.main([
+        str(RECIPES / args.preset / "benchmark" / "config.yaml"), "--data_dir", *map(str, folders),
+        "--protocol", "few_shot", "--held_out", held_out.name, "--train_fractions", "0", str(args.train_fraction),
+        "--wmlm_model_name_or_path", str(out / "adapt"), "--seeds", str(args.seed), "--methods", *args.methods,
+        "--output_dir", str(out / "benchmark"), "--ensemble", str(args.ensemble),
+        "--epochs", str(args.epochs or args.adapt_epochs),
+        "--wmlm_recipe_overrides", f"per_device_train_batch_size={args.batch_size}",
+        *(["--baseline_epochs", str(args.epochs)] if args.epochs else [])])
+    times["new site and baselines"] = time.perf_counter() - started - sum(times.values())
+
+    adapter = next((out / "benchmark" / "adapters").glob(f"{held_out.name}-seed{args.seed}-*"), None)
+    cards = {"stage-2 model": out / "adapt"} | ({"LoRA adapter": adapter} if adapter else {})
+    for folder in cards.values():
+        render_card(str(folder), f"wmlm-demo/{folder.name}", records).save(folder / "README.md")
+    print(f"[6/7] model cards: {', '.join(str(f / 'README.md') for f in cards.values())}")
+    times["cards"] = time.perf_counter() - started - sum(times.values())
+
+    report = out / "report.md"
+    report.write_text(report_text(args, out, folders, held_out, records, cards, times))
+    print(f"[7/7] report: {report}")
+    print(headline(records))
+    return records
+
+
+def headline(records: list[dict]) -> str:
+    """Top-1 on the new site's test passes (mean of the steps), per method and train fraction."""
+    rows = sorted({(r["train_fraction"], r["method"]) for r in records},
+                  key=lambda k: (k[0], list(benchmark.METHODS).index(k[1])))
+    lines = ["| method | new-site passes trained on | test top-1 (mean of steps) |", "|---|---|---|"]
+    for fraction, method in rows:
+        top1 = np.mean([np.mean(r["top1"]) for r in records if (r["train_fraction"], r["method"]) == (fraction,
+                                                                                                       method)])
+        lines.append(f"| {method} | {'none (zero-shot)' if fraction == 0 else f'{fraction:g}'} | {top1:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def report_text(args, out: Path, folders, held_out: Path, records, cards: dict, times: dict) -> str:
+    source = "the digital twin (generated by this run)" if not args.data_dir else ", ".join(args.data_dir)
+    tables = (out / "benchmark" / "results.md").read_text()
+    plots = [p.name for p in sorted((out / "benchmark").glob("*.png"))]
+    lines = [
+        "# WMLM: the two-stage method, end to end", "",
+        f"`python -m wmlm` on {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()} with {torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}. Data: {source}; sites {', '.join(f.name for f in folders)}. "
+        f"The new site **{held_out.name}** is held out of stages 1 and 2; its passes are split 0.7 / 0.1 / 0.2 with "
+        f"seed {args.seed}, and every number below is on its test passes.", "",
+        f"Preset {args.preset}, run through its recipes (recipes/{args.preset}/): stage 1 aligns "
+        f"{', '.join(args.modalities)} to the beam anchor ({args.epochs or args.align_epochs} epochs); the stage-2 "
+        "model uses the aligned "
+        f"{', '.join(args.adapt_modalities)} encoders ({args.epochs or args.adapt_epochs} epochs, batch "
+        f"{args.batch_size}; the LoRA adapter likewise). Every learned method is a seed ensemble of "
+        f"{args.ensemble}.", "",
+        "## Steps", "", "| step | seconds |", "|---|---|",
+        *(f"| {step} | {seconds:.0f} |" for step, seconds in times.items()),
+        f"| total | {sum(times.values()):.0f} |", "",
+        "## The new site: WMLM against the baselines", "",
+        "Train fraction 0 is zero-shot: every method as trained on the other sites. The other rows train on "
+        f"{args.train_fraction:g} of the new site's training passes (WMLM: a LoRA adapter on the stage-2 model; the "
+        "GRU: its validation search, from scratch or from the GRU of the other sites). The interpolation ceiling "
+        "sees the future and is a reference, not a method.", "", headline(records),
+        "Every metric, mean ± std over seeds (`benchmark/results.json` has the records):", "", tables,
+        "## Plots", "", *(f"![{p}](benchmark/{p})" for p in plots), "",
+        "## Checkpoints and adapters", "",
+        f"- stage 1 (aligned encoders): `{out / 'align'}`",
+        f"- stage 2 (the multi-site model): `{out / 'adapt'}`",
+        *([f"- LoRA adapter for {held_out.name}: `{cards['LoRA adapter']}`"] if "LoRA adapter" in cards else []),
+        "", "```python", "import modeling_wmlm  # registers WMLM with the auto classes",
+        "from peft import PeftModel", "from transformers import AutoModelForSequenceClassification, AutoProcessor",
+        f"model = AutoModelForSequenceClassification.from_pretrained(\"{out / 'adapt'}\")",
+        f"processor = AutoProcessor.from_pretrained(\"{out / 'adapt'}\")",
+        *([f"adapted = PeftModel.from_pretrained(model, \"{cards['LoRA adapter']}\")"] if "LoRA adapter" in cards
+          else []), "```", "",
+    ]
+    for name, folder in cards.items():
+        card = (folder / "README.md").read_text()
+        lines += [f"## Model card: {name} (`{folder / 'README.md'}`)", "", "<details><summary>the card</summary>", "",
+                  card.split("---", 2)[-1].strip(), "", "</details>", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
