@@ -1,0 +1,34 @@
+"""benchmarks/regenerate.py: one command rewrites BENCHMARKS.md's measured tables between their markers."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import regenerate  # noqa: E402
+
+
+def test_every_section_has_its_markers_in_benchmarks_md():
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    for name in regenerate.SECTIONS:
+        regenerate.replace_section(text, name, "")  # raises where the markers are missing
+
+
+def test_a_section_is_rerun_between_its_markers_and_the_prose_is_kept(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# B\n\nwhy it matters\n<!-- regenerate: demo -->\nold table\n<!-- /regenerate: demo -->\nafter\n")
+    block = regenerate.run_section("demo", "python -c \"print('| a |')\"")
+    text = regenerate.replace_section(path.read_text(), "demo", block)
+    assert "old table" not in text and "why it matters" in text and text.endswith("after\n")
+    assert "    python -c \"print('| a |')\"\n\n_Regenerated " in text and "threads" in text and "| a |\n<!--" in text
+
+
+def test_missing_markers_and_failing_commands_are_named(tmp_path):
+    with pytest.raises(ValueError, match="no '<!-- regenerate: latency -->'"):
+        regenerate.replace_section("no markers here", "latency", "")
+    with pytest.raises(RuntimeError, match="section demo: .* failed"):
+        regenerate.run_section("demo", "python -c \"raise SystemExit(3)\"")
+    with pytest.raises(SystemExit, match=r"unknown sections \['latncy'\]"):
+        regenerate.main(["--sections", "latncy"])
