@@ -25,24 +25,26 @@ from transformers import HfArgumentParser
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = "python"  # shown in BENCHMARKS.md; run with this interpreter
 
-# name -> (command, minutes on 2 shared CPU cores when last run)
+# name -> (command, minutes on 2 shared CPU cores when last run, the file holding its tables or None for stdout)
 SECTIONS = {
-    "prepare": ("python benchmarks/prepare_deepsense6g.py", 1),
-    "twin_sanity": ("python -m dataset_scripts.digital_twin.sanity --output_dir outputs/twin_sanity", 2),
-    "main_job": ("python -m wmlm --output_dir outputs/demo", 10),
-    "throughput": ("python benchmarks/model_throughput.py --presets wmlm-tiny wmlm-small wmlm-base --batch_size 8", 5),
-    "latency": ("python benchmarks/latency.py --presets wmlm-small wmlm-base --batch_sizes 1 64", 10),
-    "scale": ("python benchmarks/scale.py --presets wmlm-small wmlm-base wmlm-2.4b --cpu_runs forward lora_step", 15),
+    "prepare": ("python benchmarks/prepare_deepsense6g.py", 1, None),
+    "twin_sanity": ("python -m dataset_scripts.digital_twin.sanity --output_dir outputs/twin_sanity", 2, None),
+    "main_job": ("python -m wmlm --output_dir outputs/demo", 10, "outputs/demo/summary.md"),
+    "throughput": ("python benchmarks/model_throughput.py --presets wmlm-tiny wmlm-small wmlm-base --batch_size 8", 5,
+                   None),
+    "latency": ("python benchmarks/latency.py --presets wmlm-small wmlm-base --batch_sizes 1 64", 10, None),
+    "scale": ("python benchmarks/scale.py --presets wmlm-small wmlm-base wmlm-2.4b --cpu_runs forward lora_step", 15,
+              None),
     "anchor_ablation": ("python benchmarks/anchor_ablation.py --output_dir outputs/anchor_ablation --num_samples 300 "
-                        "--epochs 5", 30),
+                        "--epochs 5", 30, "outputs/anchor_ablation/results.md"),
     "quality_in_scenario": ("wmlm benchmark recipes/wmlm-small/benchmark/config.yaml --output_dir outputs/bench_in",
-                            50),
+                            50, "outputs/bench_in/results.md"),
     "quality_cross_scenario": ("wmlm benchmark recipes/wmlm-small/benchmark/config.yaml --protocol cross_scenario "
                                "--seeds 0 --ensemble 1 --model_cache_dir outputs/bench_models "
-                               "--output_dir outputs/bench_cross", 60),
+                               "--output_dir outputs/bench_cross", 60, "outputs/bench_cross/results.md"),
     "quality_few_shot": ("wmlm benchmark recipes/wmlm-small/benchmark/config.yaml --protocol few_shot --seeds 0 "
                          "--methods wmlm persistence --model_cache_dir outputs/bench_models "
-                         "--output_dir outputs/bench_few_shot", 10),
+                         "--output_dir outputs/bench_few_shot", 10, "outputs/bench_few_shot/results.md"),
 }
 
 
@@ -72,8 +74,9 @@ def replace_section(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda match: match.group(1) + body + match.group(2), text, count=1)
 
 
-def run_section(name: str, command: str) -> str:
-    """Run the command from the repository root; -> the block: its command, date, machine, run time and stdout."""
+def run_section(name: str, command: str, tables: str | None = None) -> str:
+    """Run the command from the repository root; -> the block: its command, date, machine, run time and its tables
+    (stdout, or the file `tables` it writes)."""
     argv = shlex.split(command)
     argv = [sys.executable, *argv[1:]] if argv[0] == PYTHON else [sys.executable, "-m", "wmlm.cli", *argv[1:]] \
         if argv[0] == "wmlm" else argv
@@ -85,14 +88,15 @@ def run_section(name: str, command: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"section {name}: `{command}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
     minutes = (time.perf_counter() - started) / 60
+    output = (ROOT / tables).read_text() if tables else result.stdout
     return (f"    {command}\n\n_Regenerated {time.strftime('%Y-%m-%d')} on {machine()}, {minutes:.1f} min._\n\n"
-            f"{result.stdout.strip()}\n")
+            f"{output.strip()}\n")
 
 
 def main(argv=None):
     (args,) = HfArgumentParser(RegenerateArguments).parse_args_into_dataclasses(argv)
     if args.list:
-        for name, (command, minutes) in SECTIONS.items():
+        for name, (command, minutes, _) in SECTIONS.items():
             print(f"{name:24s} ~{minutes:4d} min  {command}")
         return
     unknown = set(args.sections) - set(SECTIONS)
@@ -102,9 +106,9 @@ def main(argv=None):
     for name in args.sections:
         replace_section(path.read_text(), name, "")  # every marker is there before hours are spent
     for name in args.sections:
-        command, minutes = SECTIONS[name]
+        command, minutes, tables = SECTIONS[name]
         print(f"[{name}] {command} (about {minutes} min)", flush=True)
-        path.write_text(replace_section(path.read_text(), name, run_section(name, command)))
+        path.write_text(replace_section(path.read_text(), name, run_section(name, command, tables)))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def demo(tmp_path_factory):
     return out, records
 
 
-def test_main_job_runs_every_stage_and_writes_the_report(demo, capsys):
+def test_main_job_runs_every_stage_and_writes_the_report(demo):
     out, records = demo
     # Every method zero-shot and with a tenth of the new site's passes, on the new site only.
     assert {(r["method"], r["train_fraction"]) for r in records} == {
@@ -37,6 +37,8 @@ def test_main_job_runs_every_stage_and_writes_the_report(demo, capsys):
     for plot in ("top1_per_horizon", "top1_per_scenario", "sweep_curve", "confusion"):
         assert f"(benchmark/{plot}.png)" in report and (out / "benchmark" / f"{plot}.png").is_file()
     assert "model-index" in (out / "adapt" / "README.md").read_text()  # the benchmark's numbers on the card
+    summary = (out / "summary.md").read_text()  # what BENCHMARKS.md's main-job table is regenerated from
+    assert "| total |" in summary and "| wmlm | 0.1 |" in summary and "| gru | none (zero-shot) |" in summary
 
 
 def test_the_reported_adapter_loads_on_the_stage_2_model(demo):

@@ -126,9 +126,15 @@ def main(argv=None):
 
     report = out / "report.md"
     report.write_text(report_text(args, out, folders, held_out, records, cards, times))
-    print(f"[7/7] report: {report}")
-    print(headline(records))
+    summary = steps_table(times) + "\n" + headline(records)
+    (out / "summary.md").write_text(summary)
+    print(f"[7/7] report: {report}\n\n{summary}")
     return records
+
+
+def steps_table(times: dict) -> str:
+    rows = [f"| {step} | {seconds:.0f} |" for step, seconds in times.items()]
+    return "\n".join(["| step | seconds |", "|---|---|", *rows, f"| total | {sum(times.values()):.0f} |"]) + "\n"
 
 
 def headline(records: list[dict]) -> str:
@@ -159,9 +165,7 @@ def report_text(args, out: Path, folders, held_out: Path, records, cards: dict, 
         f"{', '.join(args.adapt_modalities)} encoders ({args.epochs or args.adapt_epochs} epochs, batch "
         f"{args.batch_size}; the LoRA adapter likewise). Every learned method is a seed ensemble of "
         f"{args.ensemble}.", "",
-        "## Steps", "", "| step | seconds |", "|---|---|",
-        *(f"| {step} | {seconds:.0f} |" for step, seconds in times.items()),
-        f"| total | {sum(times.values()):.0f} |", "",
+        "## Steps", "", steps_table(times),
         "## The new site: WMLM against the baselines", "",
         "Train fraction 0 is zero-shot: every method as trained on the other sites. The other rows train on "
         f"{args.train_fraction:g} of the new site's training passes (WMLM: a LoRA adapter on the stage-2 model; the "
