@@ -97,8 +97,8 @@ def main(argv=None):
                 "--anchor_modality", "beam"])
     times["stage 1"] = time.perf_counter() - started - sum(times.values())
 
-    print(f"[3/7] stage 2: adapting the aligned {', '.join(args.adapt_modalities)} encoders and the backbone to beam "
-          f"prediction on {', '.join(f.name for f in sources)}")
+    print(f"[3/7] stage 2: adapting the aligned encoders of {', '.join(args.adapt_modalities)} and the backbone to "
+          f"beam prediction on {', '.join(f.name for f in sources)}")
     adapt.main([str(RECIPES / args.preset / "adapt" / "config_full.yaml"),
                 *stage_arguments(args, out, sources, "adapt", args.adapt_epochs), "--model_name_or_path",
                 str(out / "align"), "--modalities", *args.adapt_modalities, "--per_device_train_batch_size",
@@ -161,8 +161,8 @@ def report_text(args, out: Path, folders, held_out: Path, records, cards: dict, 
         f"seed {args.seed}, and every number below is on its test passes.", "",
         f"Preset {args.preset}, run through its recipes (recipes/{args.preset}/): stage 1 aligns "
         f"{', '.join(args.modalities)} to the beam anchor ({args.epochs or args.align_epochs} epochs); the stage-2 "
-        "model uses the aligned "
-        f"{', '.join(args.adapt_modalities)} encoders ({args.epochs or args.adapt_epochs} epochs, batch "
+        "model uses the aligned encoders of "
+        f"{', '.join(args.adapt_modalities)} ({args.epochs or args.adapt_epochs} epochs, batch "
         f"{args.batch_size}; the LoRA adapter likewise). Every learned method is a seed ensemble of "
         f"{args.ensemble}.", "",
         "## Steps", "", steps_table(times),
