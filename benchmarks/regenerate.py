@@ -27,7 +27,8 @@ PYTHON = "python"  # shown in BENCHMARKS.md; run with this interpreter
 
 # name -> (command, minutes on 2 shared CPU cores when last run, the file holding its tables or None for stdout)
 SECTIONS = {
-    "prepare": ("python benchmarks/prepare_deepsense6g.py", 1, None),
+    "prepare": ("python benchmarks/prepare_deepsense6g.py --data_dir ../shared/deepsense6g --twin_samples 500", 2,
+                None),
     "twin_sanity": ("python -m dataset_scripts.digital_twin.sanity --output_dir outputs/twin_sanity", 2, None),
     "main_job": ("python -m wmlm --output_dir outputs/demo", 10, "outputs/demo/summary.md"),
     "throughput": ("python benchmarks/model_throughput.py --presets wmlm-tiny wmlm-small wmlm-base --batch_size 8", 5,
