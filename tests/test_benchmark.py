@@ -226,6 +226,21 @@ def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(task, tm
     assert len(list((tmp_path / "models").iterdir())) == 3 and folder.name.startswith("twin1-0-3-")
 
 
+def test_wmlm_reads_its_own_modalities_and_the_gru_searches_power_alone(task, tmp_path, monkeypatch):
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", epochs=1, output_dir=str(tmp_path),
+                                        wmlm_modalities=["beam"], baseline_epochs=1, ensemble=1)
+    model, processor = benchmark.trained_model(task, args, seed=0)
+    assert model.config.modalities == ["beam"] and processor.feature_extractor.modalities == ["beam"]
+    assert benchmark.trained_model(task, replace(args, wmlm_modalities=["beam", "gps"]), 0)[0].config.modalities == [
+        "beam", "gps"]
+    widths, fit = [], benchmark.fit
+    monkeypatch.setattr(benchmark, "fit", lambda model, features, *rest: widths.append(
+        features["train"].shape[-1]) or fit(model, features, *rest))
+    benchmark.gru(task, args)
+    num_beams = task.data["train"]["beam_power"].shape[-1]
+    assert sorted(set(widths)) == [num_beams, num_beams + 2]  # power alone, power + east/north
+
+
 def test_comparison_table_against_the_baseline_and_the_ceiling():
     def record(method, seed, top1):
         return {"method": method, "scenario": "s1", "seed": seed, "train_fraction": 1.0, "top1": top1,
@@ -244,6 +259,7 @@ def test_comparison_table_against_the_baseline_and_the_ceiling():
     ({"ensemble": 0}, "ensemble must be >= 1"),
     ({"train_fractions": [1.5]}, r"train_fractions must lie in \[0, 1\]"),
     ({"held_out": ["twin1"]}, "use protocol cross_scenario or few_shot"),
+    ({"wmlm_modalities": ["vision"]}, r"wmlm_modalities \['vision'\] must be a subset of modalities"),
 ])
 def test_bad_benchmark_arguments_are_named(bad, message):
     with pytest.raises(ValueError, match=message):

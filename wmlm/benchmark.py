@@ -60,7 +60,10 @@ class BenchmarkArguments:
     config_overrides: str | None = field(default=None, metadata={
         "help": "WMLM config values over the preset, as run_clm.py: 'hidden_dropout=0.1,num_hidden_layers=3'"})
     modalities: list[str] = field(default_factory=lambda: ["beam", "gps"], metadata={
-        "help": "modalities WMLM and the baselines use (real DeepSense 1-5 carry no frames)"})
+        "help": "modalities the baselines use (real DeepSense 1-5 carry no frames); the GRU's search also tries "
+                "power alone"})
+    wmlm_modalities: list[str] | None = field(default=None, metadata={
+        "help": "WMLM's encoders, a subset of modalities; default: all of them"})
     soft_labels: bool = field(default=True, metadata={
         "help": "train every learned method on soft targets from the measured future power (softmax of dB over "
                 "the config's beam_soft_label_temperature_db) instead of the best beam alone"})
@@ -102,6 +105,11 @@ class BenchmarkArguments:
             raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
         if not all(0 <= f <= 1 for f in self.train_fractions):
             raise ValueError(f"train_fractions must lie in [0, 1], got {self.train_fractions}")
+        if self.wmlm_modalities is None:
+            self.wmlm_modalities = list(self.modalities)
+        if not set(self.wmlm_modalities) <= set(self.modalities):
+            raise ValueError(f"wmlm_modalities {self.wmlm_modalities} must be a subset of modalities "
+                             f"{self.modalities}: every method reads the same windows")
         if (self.held_out or self.wmlm_model_name_or_path) and self.protocol == "in_scenario":
             raise ValueError("held_out and wmlm_model_name_or_path hold scenarios out: use protocol cross_scenario "
                              "or few_shot")
@@ -261,13 +269,13 @@ GRU_GRID = [{"hidden_size": h, "learning_rate": lr} for h in (64, 128, 256) for 
 
 def gru(task: Task, args) -> dict[str, np.ndarray]:
     """The strong GRU: soft labels, the same seed ensemble as WMLM, and settings searched on validation, among them
-    starting from the GRU trained on the task's multi-site source or not."""
-    features = split_features(task.data, args.modalities)
+    starting from the GRU trained on the task's multi-site source or not, and power alone or with GPS."""
     targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
     validation_labels = task.data["validation"]["labels"].argmax(-1)
     horizon, num_beams = task.data["train"]["labels"].shape[1:]
 
     def train(settings, seed):
+        features = split_features(task.data, settings["modalities"])
         model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
         if settings["pretrained"]:
             model.load_state_dict(pretrained_gru(task.source, args, settings, seed).state_dict())
@@ -276,7 +284,9 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
 
     first, *others = member_seeds(task.seed, args.ensemble)
     starts = (False, True) if task.source is not None else (False,)
-    grid = [{**settings, "pretrained": start} for settings in GRU_GRID for start in starts]
+    inputs = [tuple(args.modalities)] + ([("beam",)] if "gps" in args.modalities else [])
+    grid = [{**settings, "pretrained": start, "modalities": modalities}
+            for settings in GRU_GRID for start in starts for modalities in inputs]
     searched = [(train(settings, first), settings) for settings in grid]
     (_, probabilities), settings = max(searched, key=lambda result: result[0][0])
     return average([probabilities] + [train(settings, seed)[1] for seed in others])
@@ -288,7 +298,7 @@ _PRETRAINED_GRUS = {}
 def pretrained_gru(source: Task, args, settings: dict, seed: int) -> GRUBeamPredictor:
     key = (source.scenario, source.seed, tuple(settings.items()), seed)
     if key not in _PRETRAINED_GRUS:
-        features = split_features(source.data, args.modalities)
+        features = split_features(source.data, settings["modalities"])
         horizon, num_beams = source.data["train"]["labels"].shape[1:]
         model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
         fit(model, features, beam_targets(source.data["train"]["labels"], args.soft_labels),
@@ -410,7 +420,7 @@ def trained_model(task: Task, args, seed: int):
         return source_checkpoint(args.wmlm_model_name_or_path, task.scenario)
     recipe = (RECIPES / args.preset / "adapt" / "config_full.yaml").read_text()
     key = json.dumps([task.splits["soft"]["train"]._fingerprint, task.splits["soft"]["validation"]._fingerprint,
-                      args.preset, args.config_overrides, args.modalities, args.soft_labels, args.epochs,
+                      args.preset, args.config_overrides, args.wmlm_modalities, args.soft_labels, args.epochs,
                       args.wmlm_recipe_overrides, recipe, seed])
     folder = Path(args.model_cache_dir or Path(args.output_dir) / "models") / \
         f"{task.scenario}-{task.seed}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
@@ -426,7 +436,7 @@ def trained_model(task: Task, args, seed: int):
 
 
 def wmlm_config(args) -> WMLMConfig:
-    config = WMLMConfig.from_preset(args.preset, modalities=args.modalities)
+    config = WMLMConfig.from_preset(args.preset, modalities=args.wmlm_modalities)
     if args.config_overrides:
         config.update_from_string(args.config_overrides)
     return config
