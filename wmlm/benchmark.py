@@ -273,9 +273,11 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
     targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
     validation_labels = task.data["validation"]["labels"].argmax(-1)
     horizon, num_beams = task.data["train"]["labels"].shape[1:]
+    inputs = [tuple(args.modalities)] + ([("beam",)] if "gps" in args.modalities else [])
+    features_of = {modalities: split_features(task.data, modalities) for modalities in inputs}
 
     def train(settings, seed):
-        features = split_features(task.data, settings["modalities"])
+        features = features_of[settings["modalities"]]
         model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
         if settings["pretrained"]:
             model.load_state_dict(pretrained_gru(task.source, args, settings, seed).state_dict())
@@ -284,7 +286,6 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
 
     first, *others = member_seeds(task.seed, args.ensemble)
     starts = (False, True) if task.source is not None else (False,)
-    inputs = [tuple(args.modalities)] + ([("beam",)] if "gps" in args.modalities else [])
     grid = [{**settings, "pretrained": start, "modalities": modalities}
             for settings in GRU_GRID for start in starts for modalities in inputs]
     searched = [(train(settings, first), settings) for settings in grid]
