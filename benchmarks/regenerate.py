@@ -44,8 +44,8 @@ SECTIONS = {
                                "--seeds 0 --ensemble 1 --model_cache_dir outputs/bench_models "
                                "--output_dir outputs/bench_cross", 60, "outputs/bench_cross/results.md"),
     "quality_few_shot": ("wmlm benchmark recipes/wmlm-small/benchmark/config.yaml --protocol few_shot --seeds 0 "
-                         "--methods wmlm persistence --model_cache_dir outputs/bench_models "
-                         "--output_dir outputs/bench_few_shot", 10, "outputs/bench_few_shot/results.md"),
+                         "--train_fractions 0 0.1 --ensemble 1 --model_cache_dir outputs/bench_models "
+                         "--output_dir outputs/bench_few_shot", 80, "outputs/bench_few_shot/results.md"),
 }
 
 

@@ -234,11 +234,38 @@ def test_wmlm_reads_its_own_modalities_and_the_gru_searches_power_alone(task, tm
     assert benchmark.trained_model(task, replace(args, wmlm_modalities=["beam", "gps"]), 0)[0].config.modalities == [
         "beam", "gps"]
     widths, fit = [], benchmark.fit
+    monkeypatch.setattr(benchmark, "_SCRATCH_GRUS", {})
     monkeypatch.setattr(benchmark, "fit", lambda model, features, *rest: widths.append(
         features["train"].shape[-1]) or fit(model, features, *rest))
     benchmark.gru(task, args)
     num_beams = task.data["train"]["beam_power"].shape[-1]
     assert sorted(set(widths)) == [num_beams, num_beams + 2]  # power alone, power + east/north
+
+
+def test_the_zero_shot_gru_and_the_fine_tuned_starts_share_the_source_gru(twin, tmp_path, monkeypatch):
+    config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
+    args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="few_shot",
+                                        held_out=["twin4"], train_fractions=[0.0, 0.3], seeds=[0], baseline_epochs=1,
+                                        ensemble=1)
+    zero, few = benchmark.tasks(args, config)
+    fitted, fit = [], benchmark.fit
+    monkeypatch.setattr(benchmark, "_SCRATCH_GRUS", {})
+    monkeypatch.setattr(benchmark, "fit", lambda model, features, *rest: fitted.append(
+        len(features["train"])) or fit(model, features, *rest))
+    benchmark.gru(zero, args)
+    grid = len(benchmark.GRU_GRID) * 2  # power + GPS, power alone
+    assert fitted == [len(zero.data["train"]["labels"])] * grid  # the source's GRUs, trained from scratch
+    benchmark.gru(few, args)  # from scratch on the target and from the source's GRUs: no source GRU again
+    assert fitted[grid:] == [len(few.data["train"]["labels"])] * 2 * grid
+    # The cache is keyed by what determines a GRU: other epochs train again, with seeded initial weights.
+    settings = {**benchmark.GRU_GRID[0], "modalities": ("beam",)}
+    first = benchmark.scratch_gru(zero, replace(args, baseline_epochs=2), settings, seed=0)
+    assert len(fitted) == 3 * grid + 1
+    monkeypatch.setattr(benchmark, "_SCRATCH_GRUS", {})
+    again = benchmark.scratch_gru(zero, replace(args, baseline_epochs=2), settings, seed=0)
+    assert first[0] == again[0]
+    for (name, a), b in zip(first[1].state_dict().items(), again[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_comparison_table_against_the_baseline_and_the_ceiling():

@@ -11,6 +11,7 @@ vectors. WMLM trains with the `Trainer` under the hyperparameters of its preset'
 scenario, seed and train fraction), OUT/results.md (mean ± std over seeds) and PNG plots.
 """
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -225,8 +226,14 @@ def fit(model: nn.Module, features: dict, targets: torch.Tensor, validation_labe
         if accuracy > best:
             best, best_state = accuracy, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
+    return best, probabilities(model, features)
+
+
+def probabilities(model: nn.Module, features: dict) -> dict[str, np.ndarray]:
+    """Beam probabilities of every split but the training one."""
+    model.eval()
     with torch.no_grad():
-        return best, {name: model(value).softmax(-1).numpy() for name, value in features.items() if name != "train"}
+        return {name: model(value).softmax(-1).numpy() for name, value in features.items() if name != "train"}
 
 
 def average(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -272,15 +279,15 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
     starting from the GRU trained on the task's multi-site source or not, and power alone or with GPS."""
     targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
     validation_labels = task.data["validation"]["labels"].argmax(-1)
-    horizon, num_beams = task.data["train"]["labels"].shape[1:]
     inputs = [tuple(args.modalities)] + ([("beam",)] if "gps" in args.modalities else [])
     features_of = {modalities: split_features(task.data, modalities) for modalities in inputs}
 
     def train(settings, seed):
         features = features_of[settings["modalities"]]
-        model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
-        if settings["pretrained"]:
-            model.load_state_dict(pretrained_gru(task.source, args, settings, seed).state_dict())
+        if not settings["pretrained"]:
+            best, model = scratch_gru(task, args, settings, seed, features)
+            return best, probabilities(model, features)
+        model = copy.deepcopy(scratch_gru(task.source, args, settings, seed)[1])
         return fit(model, features, targets, validation_labels, args.baseline_epochs, settings["learning_rate"],
                    args.batch_size, seed)
 
@@ -289,24 +296,30 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
     grid = [{**settings, "pretrained": start, "modalities": modalities}
             for settings in GRU_GRID for start in starts for modalities in inputs]
     searched = [(train(settings, first), settings) for settings in grid]
-    (_, probabilities), settings = max(searched, key=lambda result: result[0][0])
-    return average([probabilities] + [train(settings, seed)[1] for seed in others])
+    (_, best), settings = max(searched, key=lambda result: result[0][0])
+    return average([best] + [train(settings, seed)[1] for seed in others])
 
 
-_PRETRAINED_GRUS = {}
+_SCRATCH_GRUS = {}
 
 
-def pretrained_gru(source: Task, args, settings: dict, seed: int) -> GRUBeamPredictor:
-    key = (source.scenario, source.seed, tuple(settings.items()), seed)
-    if key not in _PRETRAINED_GRUS:
-        features = split_features(source.data, settings["modalities"])
-        horizon, num_beams = source.data["train"]["labels"].shape[1:]
+def scratch_gru(task: Task, args, settings: dict, seed: int, features: dict | None = None):
+    """A GRU trained from scratch on the task's training windows, kept for the process under a key of everything
+    that determines it, so that a multi-site source's GRUs are trained once: the zero-shot row (whose windows are
+    the source's) and every fine-tuned start share them; -> (validation top-1 of its best epoch, the model)."""
+    key = json.dumps([task.splits["soft"]["train"]._fingerprint, task.splits["soft"]["validation"]._fingerprint,
+                      [settings[name] for name in ("hidden_size", "learning_rate", "modalities")], seed,
+                      args.baseline_epochs, args.batch_size, args.soft_labels])
+    if key not in _SCRATCH_GRUS:
+        features = features or split_features(task.data, settings["modalities"])
+        horizon, num_beams = task.data["train"]["labels"].shape[1:]
+        torch.manual_seed(seed)  # the initial weights too, so that a key always gives the same model
         model = GRUBeamPredictor(features["train"].shape[-1], settings["hidden_size"], horizon, num_beams)
-        fit(model, features, beam_targets(source.data["train"]["labels"], args.soft_labels),
-            source.data["validation"]["labels"].argmax(-1), args.baseline_epochs, settings["learning_rate"],
-            args.batch_size, seed)
-        _PRETRAINED_GRUS[key] = model
-    return _PRETRAINED_GRUS[key]
+        best, _ = fit(model, features, beam_targets(task.data["train"]["labels"], args.soft_labels),
+                      task.data["validation"]["labels"].argmax(-1), args.baseline_epochs, settings["learning_rate"],
+                      args.batch_size, seed)
+        _SCRATCH_GRUS[key] = best, model
+    return _SCRATCH_GRUS[key]
 
 
 def llm_reprogram(task: Task, args) -> dict[str, np.ndarray]:
