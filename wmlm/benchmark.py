@@ -71,7 +71,7 @@ class BenchmarkArguments:
     ensemble: int = field(default=2, metadata={
         "help": "members of every learned method's seed ensemble (probabilities averaged). Zero-shot and "
                 "cross_scenario members are source models, each trained on the source scenarios (a given "
-                "wmlm_model_name_or_path is one); few-shot and fine-tuned members all start from the first"})
+                "wmlm_model_name_or_path is one); WMLM's few-shot and fine-tuned members all start from its first"})
     train_fractions: list[float] = field(default_factory=lambda: [0.1, 0.3], metadata={
         "help": "few_shot: shares of the held-out scenario's training sequences; 0 is zero-shot (the source model "
                 "as it is), scored on the same test windows"})
