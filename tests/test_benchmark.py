@@ -214,7 +214,7 @@ def test_multi_site_source_holds_every_training_pass_and_no_test_pass(twin, tmp_
     assert alone.source is None and passes(alone.splits["hard"]["test"]) == passes(tasks[1].splits["hard"]["test"])
 
 
-def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(task, tmp_path):
+def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(twin, task, tmp_path):
     args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", epochs=1, output_dir=str(tmp_path))
     model, _ = benchmark.trained_model(task, args, seed=3)
     (folder,) = (tmp_path / "models").iterdir()
@@ -224,6 +224,12 @@ def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(task, tm
     benchmark.trained_model(task, replace(args, epochs=2), seed=3)
     benchmark.trained_model(task, args, seed=4)
     assert len(list((tmp_path / "models").iterdir())) == 3 and folder.name.startswith("twin1-0-3-")
+    # The same windows loaded into another output_dir (another datasets cache) find the same model.
+    elsewhere = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path / "elsewhere"))
+    same = next(benchmark.tasks(elsewhere, WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])))
+    assert benchmark.windows_digest(same) == benchmark.windows_digest(task)
+    benchmark.trained_model(same, replace(args, model_cache_dir=str(tmp_path / "models")), seed=3)
+    assert len(list((tmp_path / "models").iterdir())) == 3
 
 
 def test_wmlm_reads_its_own_modalities_and_the_gru_searches_power_alone(task, tmp_path, monkeypatch):

@@ -142,6 +142,17 @@ def window_arrays(split: datasets.Dataset) -> dict[str, np.ndarray]:
     return {name: np.asarray(columns[name]) for name in columns.column_names}
 
 
+def windows_digest(task: "Task") -> str:
+    """A digest of the training and validation windows' content: what a trained model's cache key starts from. The
+    datasets' fingerprints would not do, since they name their cache files, so each output_dir would train anew."""
+    digest = hashlib.sha256(repr(task.splits["hard"]["train"].features).encode())
+    for split in ("train", "validation"):
+        for name, array in sorted(task.data[split].items()):
+            digest.update(f"{split}/{name}/{array.dtype}/{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def one_hot(indices: np.ndarray, num_beams: int) -> np.ndarray:
     return np.eye(num_beams, dtype=np.float32)[indices]
 
@@ -309,9 +320,8 @@ def scratch_gru(task: Task, args, settings: dict, seed: int, features: dict | No
     """A GRU trained from scratch on the task's training windows, kept for the process under a key of everything
     that determines it, so that a multi-site source's GRUs are trained once: the zero-shot row (whose windows are
     the source's) and every fine-tuned start share them; -> (validation top-1 of its best epoch, the model)."""
-    key = json.dumps([task.splits["soft"]["train"]._fingerprint, task.splits["soft"]["validation"]._fingerprint,
-                      [settings[name] for name in ("hidden_size", "learning_rate", "modalities")], seed,
-                      args.baseline_epochs, args.batch_size, args.soft_labels])
+    key = json.dumps([windows_digest(task), [settings[name] for name in ("hidden_size", "learning_rate", "modalities")],
+                      seed, args.baseline_epochs, args.batch_size, args.soft_labels])
     if key not in _SCRATCH_GRUS:
         features = features or split_features(task.data, settings["modalities"])
         horizon, num_beams = task.data["train"]["labels"].shape[1:]
@@ -429,15 +439,14 @@ def source_checkpoint(path: str, held_out: str):
 
 def trained_model(task: Task, args, seed: int):
     """WMLM trained from scratch on the task's training windows, kept on disk under a key of everything that
-    determines it (the windows' fingerprints, the preset, overrides, labels, epochs and recipe), so that the
-    cross_scenario and few_shot runs share their multi-site models; -> (the model, its processor). With
-    `wmlm_model_name_or_path`, that checkpoint instead."""
+    determines it (the windows' content, the preset, overrides, labels, epochs and recipe), so that cross_scenario
+    and few_shot runs, whatever their output_dir, share their multi-site models; -> (the model, its processor).
+    With `wmlm_model_name_or_path`, that checkpoint instead."""
     if args.wmlm_model_name_or_path:
         return source_checkpoint(args.wmlm_model_name_or_path, task.scenario)
     recipe = (RECIPES / args.preset / "adapt" / "config_full.yaml").read_text()
-    key = json.dumps([task.splits["soft"]["train"]._fingerprint, task.splits["soft"]["validation"]._fingerprint,
-                      args.preset, args.config_overrides, args.wmlm_modalities, args.soft_labels, args.epochs,
-                      args.wmlm_recipe_overrides, recipe, seed])
+    key = json.dumps([windows_digest(task), args.preset, args.config_overrides, args.wmlm_modalities, args.soft_labels,
+                      args.epochs, args.wmlm_recipe_overrides, recipe, seed])
     folder = Path(args.model_cache_dir or Path(args.output_dir) / "models") / \
         f"{task.scenario}-{task.seed}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if (folder / "model.safetensors").is_file():
