@@ -24,6 +24,7 @@ from modeling_wmlm import WMLMConfig
 from wmlm import adapt, align
 from wmlm.benchmark import RECIPES
 from wmlm.data import window_kwargs
+from wmlm.training import source_sites_argv
 
 ANCHORS = ("beam", "vision", "joint", "none")
 TRAINING_SITES = ("twin1", "twin2", "twin3", "twin4", "twin5", "twin6")
@@ -44,9 +45,8 @@ class AblationArguments:
 
 def stage_argv(args, recipe: Path, sites: list[Path], output_dir: Path, seed: int) -> list[str]:
     epochs = ["--num_train_epochs", str(args.epochs)] if args.epochs else []
-    return [str(recipe), "--data_dir", *map(str, sites), "--split_fractions", "0.9", "0.1", "0.0", "--split_seed",
-            str(seed), "--seed", str(seed), "--output_dir", str(output_dir), "--cache_dir",
-            str(Path(args.output_dir) / "cache"), "--report_to", "none", "--disable_tqdm", "true", *epochs]
+    return [str(recipe), *source_sites_argv(sites, seed, output_dir, Path(args.output_dir) / "cache"), "--report_to",
+            "none", "--disable_tqdm", "true", *epochs]
 
 
 def run(args, sites: list[Path], unseen: dict, anchor: str, seed: int) -> dict:

@@ -24,6 +24,7 @@ from dataset_scripts.digital_twin import DEMO_SITES, generate_scenarios
 
 from . import adapt, align, benchmark
 from .hub import render_card
+from .training import source_sites_argv
 
 RECIPES = benchmark.RECIPES
 
@@ -68,11 +69,8 @@ def scenario_folders(args: MainArguments, out: Path) -> list[Path]:
 
 
 def stage_arguments(args: MainArguments, out: Path, sources: list[Path], name: str, epochs: int) -> list[str]:
-    """What every stage on the source sites shares: their training and validation passes (none held back for test:
-    the new site is the test), the seed and the cache."""
-    return ["--data_dir", *map(str, sources), "--split_fractions", "0.9", "0.1", "0.0", "--split_seed",
-            str(args.seed), "--seed", str(args.seed), "--cache_dir", str(out / "cache"), "--output_dir",
-            str(out / name), "--num_train_epochs", str(args.epochs or epochs)]
+    return [*source_sites_argv(sources, args.seed, out / name, out / "cache"), "--num_train_epochs",
+            str(args.epochs or epochs)]
 
 
 def main(argv=None):

@@ -59,6 +59,13 @@ def parse_arguments(dataclass_types, argv=None):
     return parser.parse_args_into_dataclasses(argv)
 
 
+def source_sites_argv(sites, seed: int, output_dir, cache_dir) -> list[str]:
+    """A stage's arguments on source sites that a new site is scored against: every pass split 0.9 / 0.1 for
+    training and validation (none held back for test: the new site is the test), seeded, with its datasets cache."""
+    return ["--data_dir", *map(str, sites), "--split_fractions", "0.9", "0.1", "0.0", "--split_seed", str(seed),
+            "--seed", str(seed), "--output_dir", str(output_dir), "--cache_dir", str(cache_dir)]
+
+
 def yaml_to_argv(values: dict) -> list[str]:
     argv = []
     for key, value in values.items():
