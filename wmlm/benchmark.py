@@ -143,8 +143,8 @@ def window_arrays(split: datasets.Dataset) -> dict[str, np.ndarray]:
 
 
 def windows_digest(task: "Task") -> str:
-    """A digest of the training and validation windows' content: what a trained model's cache key starts from. The
-    datasets' fingerprints would not do, since they name their cache files, so each output_dir would train anew."""
+    """A digest of the training and validation windows' content and schema: what a trained model's cache key starts
+    from, so that the key rests on the windows themselves, not on the datasets' private fingerprints."""
     digest = hashlib.sha256(repr(task.splits["hard"]["train"].features).encode())
     for split in ("train", "validation"):
         for name, array in sorted(task.data[split].items()):
