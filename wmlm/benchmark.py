@@ -309,8 +309,8 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
     grid = [{**settings, "pretrained": start, "modalities": modalities}
             for settings in GRU_GRID for start in starts for modalities in inputs]
     searched = [(train(settings, first), settings) for settings in grid]
-    (_, best), settings = max(searched, key=lambda result: result[0][0])
-    return average([best] + [train(settings, seed)[1] for seed in others])
+    (_, chosen), settings = max(searched, key=lambda result: result[0][0])
+    return average([chosen] + [train(settings, seed)[1] for seed in others])
 
 
 _SCRATCH_GRUS = {}
