@@ -39,13 +39,13 @@ SECTIONS = {
     "anchor_ablation": ("python benchmarks/anchor_ablation.py --output_dir outputs/anchor_ablation --num_samples 300 "
                         "--epochs 5", 30, "outputs/anchor_ablation/results.md"),
     "quality_in_scenario": ("wmlm benchmark recipes/wmlm-small/benchmark/config.yaml --output_dir outputs/bench_in",
-                            150, "outputs/bench_in/results.md"),
+                            180, "outputs/bench_in/results.md"),
     "quality_cross_scenario": ("wmlm benchmark recipes/wmlm-small/benchmark/config.yaml --protocol cross_scenario "
                                "--seeds 0 --ensemble 1 --model_cache_dir outputs/bench_models "
-                               "--output_dir outputs/bench_cross", 60, "outputs/bench_cross/results.md"),
+                               "--output_dir outputs/bench_cross", 90, "outputs/bench_cross/results.md"),
     "quality_few_shot": ("wmlm benchmark recipes/wmlm-small/benchmark/config.yaml --protocol few_shot --seeds 0 "
                          "--train_fractions 0 0.1 --ensemble 1 --model_cache_dir outputs/bench_models "
-                         "--output_dir outputs/bench_few_shot", 150, "outputs/bench_few_shot/results.md"),
+                         "--output_dir outputs/bench_few_shot", 190, "outputs/bench_few_shot/results.md"),
 }
 
 
