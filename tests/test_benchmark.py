@@ -119,7 +119,7 @@ def test_cross_scenario_validates_on_whole_sequences_and_tests_the_held_out_site
     assert task.splits["soft"]["validation"]["sample_index"] == task.splits["hard"]["validation"]["sample_index"]
 
 
-def test_few_shot_adapts_on_a_fraction_of_the_in_scenario_training_passes(tmp_path, monkeypatch):
+def test_few_shot_adapts_on_a_fraction_of_the_in_scenario_training_passes(tmp_path):
     root = tmp_path / "twin"
     generate_scenarios(root, ["twin1", "twin3", "twin4"], num_samples=300, image_size=(48, 27))
     config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
@@ -140,31 +140,14 @@ def test_few_shot_adapts_on_a_fraction_of_the_in_scenario_training_passes(tmp_pa
     # The source model trained on the other two scenarios, never the held-out one.
     assert {s for s in task.source.data["train"]["scenario"]} == {"twin3", "twin4"}
     assert set(task.source.data["test"]["scenario"]) == {"twin1"}
-    # One LoRA step may or may not beat the source on these few passes; the test after this one takes the other side.
-    monkeypatch.setattr(benchmark, "source_validation_top1", lambda probabilities, task: -1.0)
     probabilities = benchmark.wmlm(task, args)
     assert probabilities["test"].shape == (len(task.data["test"]["labels"]), 3, 64)
     np.testing.assert_allclose(probabilities["test"].sum(-1), 1.0, rtol=1e-5)
-    # The adapter beat its start on validation, so it is kept, ready for PeftModel.from_pretrained and its card.
+    # The adapter is kept, ready for PeftModel.from_pretrained and its card.
     (adapter,) = (tmp_path / "out" / "adapters").iterdir()
     assert adapter.name == "twin1-seed0-fraction0.3-member0" and (adapter / "adapter_config.json").is_file()
     summary = json.loads((adapter / "training_summary.json").read_text())
     assert summary["datasets"] == ["twin1"] and summary["train_fraction"] == 0.3
-
-
-def test_a_lora_adapter_that_does_not_beat_the_source_on_validation_is_dropped(twin, tmp_path):
-    config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
-    # At learning rate 0 the adapter stays the no-op it starts as: every epoch only ties the source.
-    args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="few_shot",
-                                        held_out=["twin4"], train_fractions=[0.3], seeds=[1], epochs=1, ensemble=1,
-                                        preset="wmlm-tiny", wmlm_recipe_overrides=["learning_rate=0"])
-    (task,) = benchmark.tasks(args, config)
-    probabilities = benchmark.wmlm(task, args)
-    model, processor = benchmark.trained_model(task.source, args, seed=benchmark.member_seeds(1, 1)[0])
-    source = benchmark.predictions(benchmark.wmlm_trainer(model, processor, task, args, "full", 0), task)
-    for name in ("validation", "test"):
-        np.testing.assert_allclose(probabilities[name], source[name], rtol=1e-6)
-    assert not (tmp_path / "adapters").exists()
 
 
 def test_zero_shot_scores_the_source_models_on_the_few_shot_test_windows(twin, tmp_path):

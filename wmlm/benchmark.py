@@ -14,7 +14,6 @@ scenario, seed and train fraction), OUT/results.md (mean ± std over seeds) and 
 import copy
 import hashlib
 import json
-import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,8 +35,6 @@ from modeling_wmlm.modeling_wmlm import log_minmax, power_soft_targets
 from .adapt import AdaptModelArguments, prepare_model
 from .data import WindowCollator, fit_normalization, window_kwargs
 from .training import TRAINING_SUMMARY, DataArguments, parse_arguments, save_final, sequence_fraction
-
-logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS, RECIPES = ROOT / "metrics", ROOT / "recipes"
@@ -396,45 +393,25 @@ def following_power(split) -> np.ndarray:
 def wmlm(task: Task, args) -> dict[str, np.ndarray]:
     """WMLMForBeamPrediction through the Trainer under its recipe's settings, the epoch best on validation kept; a
     seed ensemble. With a multi-site source, every member starts from the model trained on it (config_full.yaml):
-    fine-tuned in full (config_finetune.yaml) in-scenario, through a LoRA adapter (config_lora.yaml) few-shot. An
-    adapter whose best epoch does not beat the source as it is on the target's validation passes is dropped."""
+    fine-tuned in full (config_finetune.yaml) in-scenario, through a LoRA adapter (config_lora.yaml) few-shot."""
     members = []
     for seed in member_seeds(task.seed, args.ensemble):
         if task.source is None:
             model, processor = trained_model(task, args, seed)
-            members.append(predictions(wmlm_trainer(model, processor, task, args, "full", seed), task))
-            continue
-        base, processor = trained_model(task.source, args, member_seeds(task.seed, 1)[0])
-        if args.protocol != "few_shot":
-            trainer = wmlm_trainer(base, processor, task, args, "finetune", seed)
-            trainer.train()
-            members.append(predictions(trainer, task))
-            continue
-        lora, training = recipe_arguments(args, "lora", task, seed)
-        trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
-        source = predictions(trainer, task)  # LoRA starts as a no-op: this is the source model
-        source_top1 = source_validation_top1(source, task)
-        trainer.train()
-        if trainer.state.best_metric > source_top1:
-            save_adapter(trainer, processor, task, args, seed)
-            members.append(predictions(trainer, task))
+            trainer = wmlm_trainer(model, processor, task, args, "full", seed)
         else:
-            logger.warning(f"{task.scenario} seed {task.seed} fraction {task.train_fraction:g} member {seed}: no "
-                           f"LoRA epoch beat the source's validation top-1 ({trainer.state.best_metric:.3f} against "
-                           f"{source_top1:.3f}); the source is kept and no adapter saved")
-            members.append(source)
+            base, processor = trained_model(task.source, args, member_seeds(task.seed, 1)[0])
+            if args.protocol == "few_shot":
+                lora, training = recipe_arguments(args, "lora", task, seed)
+                trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
+            else:
+                trainer = wmlm_trainer(base, processor, task, args, "finetune", seed)
+            trainer.train()
+            if args.protocol == "few_shot":
+                save_adapter(trainer, processor, task, args, seed)
+        members.append({name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions)
+                        .softmax(-1).numpy() for name in ("validation", "test")})
     return average(members)
-
-
-def predictions(trainer: Trainer, task: Task) -> dict[str, np.ndarray]:
-    return {name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions).softmax(-1).numpy()
-            for name in ("validation", "test")}
-
-
-def source_validation_top1(probabilities: dict[str, np.ndarray], task: Task) -> float:
-    """beam_top1 on the validation passes, as the Trainer scores each epoch."""
-    return float((probabilities["validation"].argmax(-1) == np.array(task.splits["hard"]["validation"]["labels"]))
-                 .mean())
 
 
 def save_adapter(trainer: Trainer, processor, task: Task, args, seed: int):
