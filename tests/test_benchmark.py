@@ -302,3 +302,18 @@ def test_bad_benchmark_arguments_are_named(bad, message):
 def test_a_misspelled_benchmark_argument_is_an_error():
     with pytest.raises(ValueError, match="--ensmble"):
         cli.main(["benchmark", "--data_dir", "x", "--ensmble", "2"])
+
+
+def test_multi_site_as_is_scores_the_benchmarks_cached_multi_site_model(twin, tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import multi_site_as_is
+
+    argv = ["--data_dir", str(twin), "--seeds", "0", *FAST, "--output_dir", str(tmp_path)]
+    multi_site_as_is.main(argv)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines if "seed 0" in line] == ["twin1 seed 0", "twin4 seed 0"]
+    assert lines[-1].startswith("mean: validation ")
+    (model,) = (tmp_path / "models").iterdir()  # one multi-site model, in the benchmark's own cache
+    assert model.name.startswith("twin1+twin4-0-") and (model / "model.safetensors").is_file()
+    with pytest.raises(SystemExit, match="--protocol in_scenario --multi_site true"):
+        multi_site_as_is.main([*argv, "--multi_site", "false"])

@@ -409,9 +409,14 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
             trainer.train()
             if args.protocol == "few_shot":
                 save_adapter(trainer, processor, task, args, seed)
-        members.append({name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions)
-                        .softmax(-1).numpy() for name in ("validation", "test")})
+        members.append(predictions(trainer, task))
     return average(members)
+
+
+def predictions(trainer: Trainer, task: Task) -> dict[str, np.ndarray]:
+    """The trainer's model's beam probabilities on the validation and test windows."""
+    return {name: torch.tensor(trainer.predict(task.splits["hard"][name]).predictions).softmax(-1).numpy()
+            for name in ("validation", "test")}
 
 
 def save_adapter(trainer: Trainer, processor, task: Task, args, seed: int):
