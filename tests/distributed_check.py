@@ -43,6 +43,8 @@ def main():
         with torch.no_grad():
             record["single_process_loss"] = trainer.model.eval()(**global_batch).loss.item()
     (out / f"rank{rank}.json").write_text(json.dumps(record))
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ def main(argv=None):
                   stage=f"stage 2: {model_args.mode} adaptation, {model_args.task}")
     if repo_id and trainer.is_world_process_zero():
         push(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo))
+    trainer.end()  # a rank that exits with its gloo group alive can abort ("terminate called ...")
     return trainer
 
 

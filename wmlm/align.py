@@ -102,6 +102,7 @@ def main(argv=None):
         trainer.save_metrics("eval", metrics)
     if repo_id and trainer.is_world_process_zero():
         push(training_args.output_dir, repo_id, private=bool(training_args.hub_private_repo))
+    trainer.end()  # a rank that exits with its gloo group alive can abort ("terminate called ...")
     return trainer
 
 

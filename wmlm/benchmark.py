@@ -654,6 +654,7 @@ def main(argv=None):
             from .plots import write_plots
             write_plots(records, confusion, out)
         print(report)
+    state.destroy_process_group()  # as Trainer.end() does in the stage scripts
     return records
 
 
