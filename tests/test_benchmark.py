@@ -16,7 +16,7 @@ from wmlm import benchmark, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"method", "scenario", "seed", "protocol", "train_fraction", "validation_top1", "top1", "top3", "top5",
-               "dba", "power_loss_db", "within_0p5db", "within_1db", "ece", "sweep"}
+               "dba", "power_loss_db", "within_0p5db", "within_1db", "ece", "sweep", "confusion"}
 FAST = ["--preset", "wmlm-tiny", "--epochs", "1", "--baseline_epochs", "1", "--ensemble", "1"]
 
 
@@ -44,6 +44,9 @@ def test_benchmark_writes_the_documented_records_and_plots(twin, tmp_path):
         assert len(record["top1"]) == 3 and all(a <= b <= c for a, b, c in zip(
             record["top1"], record["top3"], record["top5"], strict=True))
         assert 0 <= record["dba"] <= 1 and min(record["power_loss_db"]) >= 0
+        total = sum(count for _, _, count in record["confusion"])  # the heatmap's cells hold every test step
+        diagonal = sum(count for true, predicted, count in record["confusion"] if true == predicted)
+        assert diagonal / total == pytest.approx(np.mean(record["top1"]))
     table = (tmp_path / "results.md").read_text()
     assert "| twin1 | 1 | persistence |" in table and "| mean | 1 | interpolation_ceiling |" in table
     for plot in ("top1_per_horizon", "top1_per_scenario", "sweep_curve", "confusion"):

@@ -632,7 +632,7 @@ def main(argv=None):
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics, config = load_metrics(), wmlm_config(args)
-    records, confusion = [], {}
+    records = []
     folders = discover_scenarios(args.data_dir, extract=str)
     scenarios = folders if args.protocol == "in_scenario" else held_out_folders(folders, args.held_out)
     runs = len(scenarios) * len(args.seeds) * len(args.methods) * (
@@ -643,7 +643,6 @@ def main(argv=None):
                 progress.set_postfix_str(f"{task.scenario} seed {task.seed} {task.train_fraction:g} {method}")
                 probabilities = METHODS[method](task, args)
                 records.append(record(method, task, args, probabilities, metrics))
-                confusion[method] = confusion.get(method, 0) + confusion_counts(probabilities["test"], task)
                 if state.is_main_process:
                     (out / "results.json").write_text(json.dumps(records, indent=1))
                 progress.update()
@@ -652,7 +651,7 @@ def main(argv=None):
         (out / "results.md").write_text(report)
         if args.plots:
             from .plots import write_plots
-            write_plots(records, confusion, out)
+            write_plots(records, out, config.num_beams)
         print(report)
     state.destroy_process_group()  # as Trainer.end() does in the stage scripts
     return records
@@ -662,14 +661,16 @@ def record(method: str, task: Task, args, probabilities: dict, metrics: dict) ->
     validation = probabilities["validation"].argmax(-1) == task.data["validation"]["labels"].argmax(-1)
     return {"method": method, "scenario": task.scenario, "seed": task.seed, "protocol": args.protocol,
             "train_fraction": task.train_fraction, "validation_top1": float(validation.mean()),
-            **score(probabilities["test"], task.data["test"]["labels"], metrics)}
+            **score(probabilities["test"], task.data["test"]["labels"], metrics),
+            "confusion": confusion_counts(probabilities["test"], task)}
 
 
-def confusion_counts(probabilities: np.ndarray, task: Task) -> np.ndarray:
-    """(num_beams, num_beams) counts of (true best beam, predicted beam) over the test windows' steps."""
-    num_beams = probabilities.shape[-1]
+def confusion_counts(probabilities: np.ndarray, task: Task) -> list[list[int]]:
+    """[[true best beam, predicted beam, count], ...] over the test windows' steps, the nonzero cells only: the
+    record keeps what the heatmap needs, so that tables and plots can be rebuilt from records alone."""
     true, predicted = task.data["test"]["labels"].argmax(-1).ravel(), probabilities.argmax(-1).ravel()
-    return np.bincount(true * num_beams + predicted, minlength=num_beams**2).reshape(num_beams, num_beams)
+    cells, counts = np.unique(np.stack([true, predicted], 1), axis=0, return_counts=True)
+    return [[int(t), int(p), int(c)] for (t, p), c in zip(cells, counts, strict=True)]
 
 
 def results_table(records: list[dict]) -> str:

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def write_plots(records: list[dict], confusion: dict[str, np.ndarray], out: Path) -> list[Path]:
+def write_plots(records: list[dict], out: Path, num_beams: int = 64) -> list[Path]:
     methods = list(dict.fromkeys(r["method"] for r in records))
     written = [top1_per_horizon(records, methods, out), per_scenario_bars(records, methods, out),
-               sweep_curve(records, methods, out), confusion_heatmaps(confusion, out)]
+               sweep_curve(records, methods, out), confusion_heatmaps(confusion(records, methods, num_beams), out)]
     plt.close("all")
     return written
 
@@ -69,6 +69,15 @@ def sweep_curve(records, methods, out: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(figure, out / "sweep_curve.png")
+
+
+def confusion(records, methods, num_beams: int) -> dict[str, np.ndarray]:
+    """method -> (num_beams, num_beams) counts of (true best beam, predicted beam), summed over its records."""
+    counts = {method: np.zeros((num_beams, num_beams), dtype=np.int64) for method in methods}
+    for r in records:
+        for true, predicted, count in r["confusion"]:
+            counts[r["method"]][true, predicted] += count
+    return counts
 
 
 def confusion_heatmaps(confusion: dict[str, np.ndarray], out: Path) -> Path:
