@@ -289,6 +289,27 @@ def test_comparison_table_against_the_baseline_and_the_ceiling():
     assert benchmark.comparison_table(records[:3]) == ""  # no ceiling run: no table
 
 
+def test_report_merges_runs_split_over_seeds_into_the_tables_of_one_run(twin, tmp_path):
+    def run(name, *seeds):
+        cli.main(["benchmark", "--data_dir", str(twin), "--seeds", *seeds, *FAST, "--methods", "persistence",
+                  "knn_gps", "--output_dir", str(tmp_path / name)])
+        return str(tmp_path / name / "results.json")
+
+    together, first, second = run("together", "0", "1"), run("seed0", "0"), run("seed1", "1")
+    cli.main(["report", "--results", first, second, "--output_dir", str(tmp_path / "merged")])
+    assert (tmp_path / "merged/results.md").read_text() == (tmp_path / "together/results.md").read_text()
+    assert "± 0.000 |" not in (tmp_path / "merged/results.md").read_text()  # two seeds, two splits: a spread
+    assert (tmp_path / "merged/confusion.png").is_file()
+    with pytest.raises(ValueError, match=r"both hold persistence on twin1, seed 0"):
+        benchmark.merged_records([first, together])
+    cross = json.loads(Path(second).read_text())
+    (tmp_path / "cross.json").write_text(json.dumps([{**r, "protocol": "cross_scenario"} for r in cross]))
+    with pytest.raises(ValueError, match=r"protocols \['cross_scenario', 'in_scenario'\]"):
+        benchmark.merged_records([first, str(tmp_path / "cross.json")])
+    with pytest.raises(FileNotFoundError, match="no such results.json"):
+        benchmark.merged_records([str(tmp_path / "missing.json")])
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"protocol": "zero_shot"}, "protocol must be one of"),
     ({"methods": ["wmlm", "lstm"]}, r"unknown methods \['lstm'\]"),

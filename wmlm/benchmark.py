@@ -647,13 +647,59 @@ def main(argv=None):
                     (out / "results.json").write_text(json.dumps(records, indent=1))
                 progress.update()
     if state.is_main_process:
-        report = results_table(records) + "\n" + comparison_table(records)
-        (out / "results.md").write_text(report)
-        if args.plots:
-            from .plots import write_plots
-            write_plots(records, out, config.num_beams)
-        print(report)
+        write_report(records, out, args.plots, config.num_beams)
     state.destroy_process_group()  # as Trainer.end() does in the stage scripts
+    return records
+
+
+def write_report(records: list[dict], out: Path, plots: bool, num_beams: int):
+    """OUT/results.md (the tables, also printed) and, if asked, the PNG plots."""
+    report = results_table(records) + "\n" + comparison_table(records)
+    (out / "results.md").write_text(report)
+    if plots:
+        from .plots import write_plots
+        write_plots(records, out, num_beams)
+    print(report)
+
+
+@dataclass
+class ReportArguments:
+    results: list[str] = field(metadata={
+        "help": "results.json files of benchmark runs of one protocol to merge, e.g. one run per seed or machine"})
+    output_dir: str = field(metadata={"help": "where the merged results.json, results.md and plots go"})
+    num_beams: int = field(default=64, metadata={"help": "the beam codebook's size, for the confusion heatmap"})
+    plots: bool = field(default=True, metadata={"help": "write PNG plots beside results.md"})
+
+
+def merged_records(paths: list[str]) -> list[dict]:
+    """The records of several results.json files, refusing a (method, scenario, seed, train fraction) run twice or
+    a mix of protocols: either would average what was never meant to be averaged."""
+    records, origin = [], {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such results.json; pass the files a `wmlm benchmark` run wrote")
+        for r in json.loads(Path(path).read_text()):
+            key = (r["method"], r["scenario"], r["seed"], r["protocol"], r["train_fraction"])
+            if key in origin:
+                raise ValueError(f"{path} and {origin[key]} both hold {key[0]} on {key[1]}, seed {key[2]}, train "
+                                 f"fraction {key[4]:g}: merge runs over different seeds, scenarios or methods")
+            origin[key] = path
+            records.append(r)
+    protocols = sorted({r["protocol"] for r in records})
+    if len(protocols) != 1:
+        raise ValueError(f"{paths} hold protocols {protocols}: merge the runs of one protocol at a time")
+    return records
+
+
+def report(argv=None):
+    """`wmlm report A/results.json B/results.json --output_dir OUT`: one results.json, results.md and the plots from
+    runs split over seeds or machines, as if `wmlm benchmark` had run them together."""
+    (args,) = parse_arguments((ReportArguments,), argv)
+    records = merged_records(args.results)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(records, indent=1))
+    write_report(records, out, args.plots, args.num_beams)
     return records
 
 
@@ -698,10 +744,6 @@ def seed_mean_std(records: list[dict], column: str) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
-if __name__ == "__main__":
-    main()
-
-
 def comparison_table(records: list[dict], method: str = "wmlm", baseline: str = "gru",
                      reference: str = "interpolation_ceiling") -> str:
     """Per scenario and train fraction, test means over seeds: the method against the baseline and the reference
@@ -725,3 +767,7 @@ def comparison_table(records: list[dict], method: str = "wmlm", baseline: str = 
         lines.append(f"| {scenario} | {fraction:g} | {top1[0]:.3f} / {top1[1]:.3f} / {top1[2]:.3f} | "
                      f"{top1[0] / top1[2]:.1%} | {top3[0]:.3f} / {top3[1]:.3f} | {within[0]:.3f} / {within[1]:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

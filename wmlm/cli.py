@@ -13,6 +13,7 @@ COMMANDS = {
     "adapt": (adapt.main, "stage 2: full or LoRA adaptation on beam prediction or power forecast"),
     "merge": (adapt.merge, "fold a LoRA adapter into its base model"),
     "benchmark": (benchmark.main, "WMLM against the field's baselines on the same windows, with its metrics"),
+    "report": (benchmark.report, "merge benchmark runs split over seeds or machines into one set of tables"),
     "push": (hub.main, "push a checkpoint, adapter or exported dataset with its card to the Hub"),
 }
 

@@ -15,7 +15,12 @@ import numpy as np  # noqa: E402
 def write_plots(records: list[dict], out: Path, num_beams: int = 64) -> list[Path]:
     methods = list(dict.fromkeys(r["method"] for r in records))
     written = [top1_per_horizon(records, methods, out), per_scenario_bars(records, methods, out),
-               sweep_curve(records, methods, out), confusion_heatmaps(confusion(records, methods, num_beams), out)]
+               sweep_curve(records, methods, out)]
+    without = sum("confusion" not in r for r in records)
+    if without:  # records written before they kept their confusion cells
+        print(f"confusion.png not written: {without} of {len(records)} records hold no 'confusion' cells")
+    else:
+        written.append(confusion_heatmaps(confusion(records, methods, num_beams), out))
     plt.close("all")
     return written
 
