@@ -251,6 +251,44 @@ def test_wmlm_reads_its_own_modalities_and_the_gru_searches_power_alone(task, tm
     assert sorted(set(widths)) == [num_beams, num_beams + 2]  # power alone, power + east/north
 
 
+def test_in_scenario_the_multi_site_model_votes_as_it_is_beside_its_fine_tuned_members(task, tmp_path, monkeypatch):
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", epochs=1, baseline_epochs=1,
+                                        ensemble=1, output_dir=str(tmp_path))
+    voted, average = [], benchmark.average
+    monkeypatch.setattr(benchmark, "average", lambda members: voted.append(members) or average(members))
+    benchmark.wmlm(task, args)
+    source = benchmark.source_as_it_is(task, args)  # from the cache, as trained for the first member
+    (as_is, fine_tuned), = voted
+    np.testing.assert_allclose(as_is["test"], benchmark.predictions(source, task)["test"])
+    assert not np.allclose(fine_tuned["test"], as_is["test"])
+
+    # The GRU: when a start from a multi-site GRU wins the search, that GRU's own probabilities are a member too.
+    sources, scratch_gru, fit = [], benchmark.scratch_gru, benchmark.fit
+
+    def recording_scratch_gru(on, *rest, **kwargs):
+        best, model = scratch_gru(on, *rest, **kwargs)
+        if on is task.source:
+            sources.append(model)
+        return best, model
+
+    def fit_where_sources_win(model, *rest):
+        started_from_source = any(all(p.shape == q.shape and torch.equal(p, q) for p, q in zip(
+            model.parameters(), source.parameters(), strict=True)) for source in sources)
+        return float(started_from_source), fit(model, *rest)[1]
+
+    monkeypatch.setattr(benchmark, "_SCRATCH_GRUS", {})
+    monkeypatch.setattr(benchmark, "scratch_gru", recording_scratch_gru)
+    monkeypatch.setattr(benchmark, "fit", fit_where_sources_win)
+    benchmark.gru(task, args)
+    fine_tuned, as_is = voted[-1]
+    features = {f["test"].shape[-1]: f for f in (benchmark.split_features(task.data, m) for m in (("beam", "gps"),
+                                                                                                  ("beam",)))}
+    assert any(np.allclose(as_is["test"], benchmark.probabilities(source, features[source.gru.input_size])["test"])
+               for source in sources)
+    assert not any(np.allclose(fine_tuned["test"], benchmark.probabilities(
+        source, features[source.gru.input_size])["test"]) for source in sources)
+
+
 def test_the_zero_shot_gru_and_the_fine_tuned_starts_share_the_source_gru(twin, tmp_path, monkeypatch):
     config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
     args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="few_shot",
@@ -328,16 +366,26 @@ def test_a_misspelled_benchmark_argument_is_an_error():
         cli.main(["benchmark", "--data_dir", "x", "--ensmble", "2"])
 
 
-def test_multi_site_as_is_scores_the_benchmarks_cached_multi_site_model(twin, tmp_path, capsys):
+def test_multi_site_as_is_scores_the_benchmarks_cached_multi_site_model_and_its_members(twin, tmp_path, capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import multi_site_as_is
 
     argv = ["--data_dir", str(twin), "--seeds", "0", *FAST, "--output_dir", str(tmp_path)]
-    multi_site_as_is.main(argv)
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines if "seed 0" in line] == ["twin1 seed 0", "twin4 seed 0"]
-    assert lines[-1].startswith("mean: validation ")
+    multi_site_as_is.main(argv)  # before any benchmark run: the multi-site model alone, trained on the cache miss
+    lines = [line for line in capsys.readouterr().out.splitlines() if "as it is" in line]  # DeepSpeed prints too
+    assert [line.split(":")[0] for line in lines] == ["twin1 seed 0, as it is", "twin4 seed 0, as it is",
+                                                      "mean, as it is"]
     (model,) = (tmp_path / "models").iterdir()  # one multi-site model, in the benchmark's own cache
     assert model.name.startswith("twin1+twin4-0-") and (model / "model.safetensors").is_file()
+
+    cli.main(["benchmark", *argv, "--methods", "wmlm"])
+    records = {r["scenario"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    capsys.readouterr()
+    multi_site_as_is.main(argv)
+    scored = dict(line.split(": ") for line in capsys.readouterr().out.splitlines() if ", test " in line)
+    for scenario, record in records.items():  # the benchmark's WMLM is the fine-tuned members beside the source
+        assert scored[f"{scenario} seed 0, fine-tuned + as it is"] == \
+            f"validation {record['validation_top1']:.3f}, test {np.mean(record['top1']):.3f}"
+    assert "mean, fine-tuned" in scored
     with pytest.raises(SystemExit, match="--protocol in_scenario --multi_site true"):
         multi_site_as_is.main([*argv, "--multi_site", "false"])

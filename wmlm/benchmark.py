@@ -71,7 +71,9 @@ class BenchmarkArguments:
     ensemble: int = field(default=2, metadata={
         "help": "members of every learned method's seed ensemble (probabilities averaged). Zero-shot and "
                 "cross_scenario members are source models, each trained on the source scenarios (a given "
-                "wmlm_model_name_or_path is one); WMLM's few-shot and fine-tuned members all start from its first"})
+                "wmlm_model_name_or_path is one); WMLM's few-shot and fine-tuned members all start from its first. "
+                "In-scenario, the multi-site model as it is (WMLM's; the GRU's when its search starts from it) is "
+                "one more member"})
     train_fractions: list[float] = field(default_factory=lambda: [0.1, 0.3], metadata={
         "help": "few_shot: shares of the held-out scenario's training sequences; 0 is zero-shot (the source model "
                 "as it is), scored on the same test windows"})
@@ -289,7 +291,8 @@ GRU_GRID = [{"hidden_size": h, "learning_rate": lr} for h in (64, 128, 256) for 
 
 def gru(task: Task, args) -> dict[str, np.ndarray]:
     """The strong GRU: soft labels, the same seed ensemble as WMLM, and settings searched on validation, among them
-    starting from the GRU trained on the task's multi-site source or not, and power alone or with GPS."""
+    starting from the GRU trained on the task's multi-site source or not, and power alone or with GPS; in-scenario,
+    a start from the multi-site GRU adds that GRU as it is to the ensemble, as WMLM's multi-site model is added."""
     targets = beam_targets(task.data["train"]["labels"], args.soft_labels)
     validation_labels = task.data["validation"]["labels"].argmax(-1)
     inputs = [tuple(args.modalities)] + ([("beam",)] if "gps" in args.modalities else [])
@@ -310,7 +313,11 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
             for settings in GRU_GRID for start in starts for modalities in inputs]
     searched = [(train(settings, first), settings) for settings in grid]
     (_, chosen), settings = max(searched, key=lambda result: result[0][0])
-    return average([chosen] + [train(settings, seed)[1] for seed in others])
+    members = [chosen] + [train(settings, seed)[1] for seed in others]
+    if settings["pretrained"] and args.protocol == "in_scenario":  # as for WMLM, the multi-site GRU votes as it is
+        members.append(probabilities(scratch_gru(task.source, args, settings, first)[1],
+                                     features_of[settings["modalities"]]))
+    return average(members)
 
 
 _SCRATCH_GRUS = {}
@@ -395,6 +402,8 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
     seed ensemble. With a multi-site source, every member starts from the model trained on it (config_full.yaml):
     fine-tuned in full (config_finetune.yaml) in-scenario, through a LoRA adapter (config_lora.yaml) few-shot."""
     members = []
+    if task.source is not None and args.protocol == "in_scenario":
+        members.append(predictions(source_as_it_is(task, args), task))
     for seed in member_seeds(task.seed, args.ensemble):
         if task.source is None:
             model, processor = trained_model(task, args, seed)
@@ -411,6 +420,13 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
                 save_adapter(trainer, processor, task, args, seed)
         members.append(predictions(trainer, task))
     return average(members)
+
+
+def source_as_it_is(task: Task, args) -> Trainer:
+    """In-scenario, the multi-site model also votes, as it is, beside the members fine-tuned from it: on the real
+    scenarios' validation passes this ensemble led the fine-tuned members alone on every scenario (BENCHMARKS.md)."""
+    model, processor = trained_model(task.source, args, member_seeds(task.seed, 1)[0])
+    return wmlm_trainer(model, processor, task, args, "finetune", member_seeds(task.seed, 1)[0])
 
 
 def predictions(trainer: Trainer, task: Task) -> dict[str, np.ndarray]:
