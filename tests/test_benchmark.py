@@ -262,32 +262,6 @@ def test_in_scenario_the_multi_site_model_votes_as_it_is_beside_its_fine_tuned_m
     np.testing.assert_allclose(as_is["test"], benchmark.predictions(source, task)["test"])
     assert not np.allclose(fine_tuned["test"], as_is["test"])
 
-    # The GRU: when a start from a multi-site GRU wins the search, that GRU's own probabilities are a member too.
-    sources, scratch_gru, fit = [], benchmark.scratch_gru, benchmark.fit
-
-    def recording_scratch_gru(on, *rest, **kwargs):
-        best, model = scratch_gru(on, *rest, **kwargs)
-        if on is task.source:
-            sources.append(model)
-        return best, model
-
-    def fit_where_sources_win(model, *rest):
-        started_from_source = any(all(p.shape == q.shape and torch.equal(p, q) for p, q in zip(
-            model.parameters(), source.parameters(), strict=True)) for source in sources)
-        return float(started_from_source), fit(model, *rest)[1]
-
-    monkeypatch.setattr(benchmark, "_SCRATCH_GRUS", {})
-    monkeypatch.setattr(benchmark, "scratch_gru", recording_scratch_gru)
-    monkeypatch.setattr(benchmark, "fit", fit_where_sources_win)
-    benchmark.gru(task, args)
-    fine_tuned, as_is = voted[-1]
-    features = {f["test"].shape[-1]: f for f in (benchmark.split_features(task.data, m) for m in (("beam", "gps"),
-                                                                                                  ("beam",)))}
-    assert any(np.allclose(as_is["test"], benchmark.probabilities(source, features[source.gru.input_size])["test"])
-               for source in sources)
-    assert not any(np.allclose(fine_tuned["test"], benchmark.probabilities(
-        source, features[source.gru.input_size])["test"]) for source in sources)
-
 
 def test_the_zero_shot_gru_and_the_fine_tuned_starts_share_the_source_gru(twin, tmp_path, monkeypatch):
     config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
