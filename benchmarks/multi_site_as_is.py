@@ -42,7 +42,7 @@ def main(argv=None):
     if args.protocol != "in_scenario" or not args.multi_site:
         raise SystemExit("multi_site_as_is scores the in_scenario multi-site model: give --protocol in_scenario "
                          "--multi_site true")
-    rows = {}
+    metrics, rows = benchmark.load_metrics(), {}
     for task in benchmark.tasks(args, benchmark.wmlm_config(args)):
         source = benchmark.source_as_it_is(task, args)
         as_is = benchmark.predictions(source, task)
@@ -51,9 +51,8 @@ def main(argv=None):
         if members:
             ensembles |= {"fine-tuned": members, "fine-tuned + as it is": [as_is, *members]}
         for name, ensemble in ensembles.items():
-            probabilities = benchmark.average(ensemble)
-            top1 = [float((probabilities[split].argmax(-1) == task.data[split]["labels"].argmax(-1)).mean())
-                    for split in ("validation", "test")]
+            scored = benchmark.record("wmlm", task, args, benchmark.average(ensemble), metrics)
+            top1 = [scored["validation_top1"], np.mean(scored["top1"])]
             rows.setdefault(name, []).append(top1)
             print(f"{task.scenario} seed {task.seed}, {name}: validation {top1[0]:.3f}, test {top1[1]:.3f}",
                   flush=True)

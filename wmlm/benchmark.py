@@ -404,7 +404,7 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
             model, processor = trained_model(task, args, seed)
             trainer = wmlm_trainer(model, processor, task, args, "full", seed)
         else:
-            base, processor = trained_model(task.source, args, member_seeds(task.seed, 1)[0])
+            base, processor = source_model(task, args)
             if args.protocol == "few_shot":
                 lora, training = recipe_arguments(args, "lora", task, seed)
                 trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
@@ -417,10 +417,16 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
     return average(members)
 
 
+def source_model(task: Task, args):
+    """The model trained on the task's multi-site source that every fine-tuned or LoRA member starts from (its first
+    member seed's); -> (the model, its processor)."""
+    return trained_model(task.source, args, member_seeds(task.seed, 1)[0])
+
+
 def source_as_it_is(task: Task, args) -> Trainer:
     """In-scenario, the multi-site model also votes, as it is, beside the members fine-tuned from it: on the real
     scenarios' validation passes this ensemble led the fine-tuned members alone on every scenario (BENCHMARKS.md)."""
-    model, processor = trained_model(task.source, args, member_seeds(task.seed, 1)[0])
+    model, processor = source_model(task, args)
     return wmlm_trainer(model, processor, task, args, "finetune", member_seeds(task.seed, 1)[0])
 
 
@@ -678,7 +684,8 @@ class ReportArguments:
     results: list[str] = field(metadata={
         "help": "results.json files of benchmark runs of one protocol to merge, e.g. one run per seed or machine"})
     output_dir: str = field(metadata={"help": "where the merged results.json, results.md and plots go"})
-    num_beams: int = field(default=64, metadata={"help": "the beam codebook's size, for the confusion heatmap"})
+    num_beams: int = field(default=WMLMConfig.num_beams, metadata={
+        "help": "the beam codebook's size, for the confusion heatmap"})
     plots: bool = field(default=True, metadata={"help": "write PNG plots beside results.md"})
 
 

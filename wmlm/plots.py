@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def write_plots(records: list[dict], out: Path, num_beams: int = 64) -> list[Path]:
+def write_plots(records: list[dict], out: Path, num_beams: int) -> list[Path]:
     methods = list(dict.fromkeys(r["method"] for r in records))
     written = [top1_per_horizon(records, methods, out), per_scenario_bars(records, methods, out),
                sweep_curve(records, methods, out)]
