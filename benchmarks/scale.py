@@ -72,7 +72,7 @@ def cpu_run(preset: str, kind: str, dtype: str, modalities: list[str]) -> dict:
         with torch.inference_mode():
             model.eval()(**inputs)
     elif kind == "lora_step":
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model = get_peft_model(model, LoraConfig(r=8, target_modules=BACKBONE_LORA_TARGET_MODULES,
                                                  modules_to_save=["beam_head"])).train()
         row["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
