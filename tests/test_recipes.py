@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,10 @@ def test_every_recipe_yaml_loads_against_its_script():
             continue
         model_args = align.AlignModelArguments if "/align/" in recipe else adapt.AdaptModelArguments
         # --use_cpu: the 2.4b recipes ask for bf16, which transformers allows on a GPU-less machine only then.
-        model, data, training = parse_arguments((model_args, DataArguments, TrainingArguments),
-                                                [recipe, "--use_cpu", "true"])
+        with warnings.catch_warnings():  # a deprecated key (gradient_checkpointing) would warn on every user run
+            warnings.simplefilter("error", FutureWarning)
+            model, data, training = parse_arguments((model_args, DataArguments, TrainingArguments),
+                                                    [recipe, "--use_cpu", "true"])
         assert training.report_to == ["tensorboard"] and training.lr_scheduler_type == "cosine"
         assert Path(recipe).parts[-3] in (getattr(model, "preset", ""), *training.output_dir.split("/"))
 
