@@ -363,3 +363,20 @@ def test_multi_site_as_is_scores_the_benchmarks_cached_multi_site_model_and_its_
     assert "mean, fine-tuned" in scored
     with pytest.raises(SystemExit, match="--protocol in_scenario --multi_site true"):
         multi_site_as_is.main([*argv, "--multi_site", "false"])
+
+
+def test_multi_site_as_is_scores_the_few_shot_adapters_beside_their_source(twin, tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import multi_site_as_is
+
+    argv = ["--data_dir", str(twin), "--seeds", "0", *FAST, "--output_dir", str(tmp_path), "--protocol", "few_shot",
+            "--held_out", "twin4", "--train_fractions", "0.3"]
+    cli.main(["benchmark", *argv, "--methods", "wmlm"])
+    (record,) = json.loads((tmp_path / "results.json").read_text())
+    capsys.readouterr()
+    multi_site_as_is.main(argv)
+    scored = dict(line.split(": ") for line in capsys.readouterr().out.splitlines() if ", test " in line)
+    # The benchmark's few-shot WMLM is its adapter alone, reloaded here from disk onto the cached source.
+    assert scored["twin4 seed 0, fine-tuned"] == \
+        f"validation {record['validation_top1']:.3f}, test {np.mean(record['top1']):.3f}"
+    assert {"twin4 seed 0, as it is", "twin4 seed 0, fine-tuned + as it is"} < set(scored)
