@@ -49,8 +49,7 @@ def adapter_members(task, args, processor) -> list[dict]:
     """Predictions of each of the run's few-shot LoRA adapters on disk, each on a fresh copy of the source."""
     members = []
     for seed in benchmark.member_seeds(task.seed, args.ensemble):
-        folder = Path(args.output_dir) / "adapters" / f"{task.scenario}-seed{task.seed}-" \
-            f"fraction{task.train_fraction:g}-member{seed}"
+        folder = benchmark.adapter_folder(task, args, seed)
         if not folder.is_dir():
             continue
         model = PeftModel.from_pretrained(benchmark.source_model(task, args)[0], folder)

@@ -436,11 +436,16 @@ def predictions(trainer: Trainer, task: Task) -> dict[str, np.ndarray]:
             for name in ("validation", "test")}
 
 
+def adapter_folder(task: Task, args, seed: int) -> Path:
+    """Where the few-shot LoRA adapter of this task's member `seed` is kept."""
+    return Path(args.output_dir) / "adapters" / f"{task.scenario}-seed{task.seed}-fraction{task.train_fraction:g}-" \
+        f"member{seed}"
+
+
 def save_adapter(trainer: Trainer, processor, task: Task, args, seed: int):
     """The few-shot LoRA adapter, its processor and training summary under OUT/adapters/, ready for
     `PeftModel.from_pretrained` and `wmlm push`."""
-    folder = Path(args.output_dir) / "adapters" / f"{task.scenario}-seed{task.seed}-fraction{task.train_fraction:g}-" \
-        f"member{seed}"
+    folder = adapter_folder(task, args, seed)
     data_args = DataArguments(data_dir=task.paths, split_fractions=list(IN_SCENARIO_FRACTIONS), split_seed=task.seed,
                               train_fraction=task.train_fraction)
     save_final(trainer, processor, str(folder), data_args, "stage 2: LoRA adaptation to a new site (few-shot)")
