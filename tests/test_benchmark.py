@@ -363,6 +363,8 @@ def test_multi_site_as_is_scores_the_benchmarks_cached_multi_site_model_and_its_
     assert "mean, fine-tuned" in scored
     with pytest.raises(SystemExit, match="--protocol in_scenario --multi_site true"):
         multi_site_as_is.main([*argv, "--multi_site", "false"])
+    with pytest.raises(SystemExit, match="or --protocol few_shot"):  # cross_scenario has no per-site model to vote
+        multi_site_as_is.main([*argv, "--protocol", "cross_scenario"])
 
 
 def test_multi_site_as_is_scores_the_few_shot_adapters_beside_their_source(twin, tmp_path, capsys):
