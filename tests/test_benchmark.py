@@ -322,6 +322,30 @@ def test_report_merges_runs_split_over_seeds_into_the_tables_of_one_run(twin, tm
         benchmark.merged_records([str(tmp_path / "missing.json")])
 
 
+def test_report_sets_few_shot_against_in_scenario_training_seed_by_seed(tmp_path):
+    def record(method, protocol, seed, top1, fraction):
+        return {"method": method, "scenario": "s1", "seed": seed, "protocol": protocol, "train_fraction": fraction,
+                **{key: [top1] * 3 for key in ("top1", "top3", "within_0p5db", "power_loss_db")},
+                "validation_top1": top1, "dba": top1}
+
+    few = [record("wmlm", "few_shot", 0, 0.45, 0.1), record("wmlm", "few_shot", 1, 0.5, 0.1),
+           record("persistence", "few_shot", 0, 0.2, 0.1)]
+    full = [record("wmlm", "in_scenario", 0, 0.5, 1.0), record("wmlm", "in_scenario", 1, 0.5, 1.0),
+            record("wmlm", "in_scenario", 2, 0.9, 1.0)]  # seed 2 has no few-shot run: not paired
+    for name, records in (("few", few), ("full", full)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(records))
+    cli.main(["report", "--results", str(tmp_path / "few.json"), "--in_scenario_results", str(tmp_path / "full.json"),
+              "--plots", "false", "--output_dir", str(tmp_path / "out")])
+    table = (tmp_path / "out/results.md").read_text()
+    assert "| s1 | 0.1 | wmlm | 0 1 | 0.475 | 0.500 | 95.0% | 90.0%, 100.0% |" in table
+    assert "| s1 | 0.1 | persistence |" in table.split("in-scenario top-1")[0]  # in the results table only
+    assert "| persistence | 0 |" not in table  # no in-scenario persistence to set it against
+    with pytest.raises(ValueError, match="pass few_shot results.json files as results"):
+        benchmark.in_scenario_ratio_table(full, few)
+    with pytest.raises(ValueError, match="hold no \\(method, scenario, seed\\) of the few_shot results"):
+        benchmark.in_scenario_ratio_table(few, [{**r, "scenario": "s2"} for r in full])
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"protocol": "zero_shot"}, "protocol must be one of"),
     ({"methods": ["wmlm", "lstm"]}, r"unknown methods \['lstm'\]"),

@@ -692,6 +692,10 @@ class ReportArguments:
     num_beams: int = field(default=WMLMConfig.num_beams, metadata={
         "help": "the beam codebook's size, for the confusion heatmap"})
     plots: bool = field(default=True, metadata={"help": "write PNG plots beside results.md"})
+    in_scenario_results: list[str] = field(default_factory=list, metadata={
+        "help": "few_shot: results.json files of in_scenario runs on the same data; the report then sets each "
+                "method's few-shot top-1 against its full in-scenario training, paired by seed (the two protocols "
+                "share their test windows seed by seed)"})
 
 
 def merged_records(paths: list[str]) -> list[dict]:
@@ -723,6 +727,11 @@ def report(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(records, indent=1))
     write_report(records, out, args.plots, args.num_beams)
+    if args.in_scenario_results:
+        ratios = in_scenario_ratio_table(records, merged_records(args.in_scenario_results))
+        with open(out / "results.md", "a") as results:
+            results.write("\n" + ratios)
+        print(ratios)
     return records
 
 
@@ -789,6 +798,36 @@ def comparison_table(records: list[dict], method: str = "wmlm", baseline: str = 
         within = [mean(scenario, fraction, name, "within_0p5db") for name in (method, baseline)]
         lines.append(f"| {scenario} | {fraction:g} | {top1[0]:.3f} / {top1[1]:.3f} / {top1[2]:.3f} | "
                      f"{top1[0] / top1[2]:.1%} | {top3[0]:.3f} / {top3[1]:.3f} | {within[0]:.3f} / {within[1]:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def in_scenario_ratio_table(records: list[dict], in_scenario: list[dict]) -> str:
+    """Per held-out scenario, train fraction and method, few-shot test top-1 against the same method trained in full
+    in-scenario, on the seeds both hold (issue 8's target: 10% of the passes reaching 90% of full training). Each
+    ratio is of the means over those seeds, the per-seed ratios beside it, so that one seed is never set against
+    another seed's test windows."""
+    if {r["protocol"] for r in records} != {"few_shot"} or {r["protocol"] for r in in_scenario} != {"in_scenario"}:
+        raise ValueError("in_scenario_results sets few_shot results against in_scenario ones: pass few_shot "
+                         "results.json files as results and in_scenario ones as in_scenario_results")
+    full = {(r["method"], r["scenario"], r["seed"]): np.mean(r["top1"]) for r in in_scenario}
+    lines = ["| scenario | train fraction | method | seeds | top-1 | in-scenario top-1 | ratio | per seed |",
+             "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["scenario"], r["train_fraction"], r["method"]) for r in records},
+                  key=lambda k: (k[0], k[1], list(METHODS).index(k[2])))
+    for scenario, fraction, method in keys:
+        few = {r["seed"]: np.mean(r["top1"]) for r in records
+               if (r["scenario"], r["train_fraction"], r["method"]) == (scenario, fraction, method)
+               and (method, scenario, r["seed"]) in full}
+        if not few:
+            continue
+        seeds = sorted(few)
+        mine, theirs = np.mean([few[s] for s in seeds]), np.mean([full[method, scenario, s] for s in seeds])
+        per_seed = ", ".join(f"{few[s] / full[method, scenario, s]:.1%}" for s in seeds)
+        lines.append(f"| {scenario} | {fraction:g} | {method} | {' '.join(map(str, seeds))} | {mine:.3f} | "
+                     f"{theirs:.3f} | {mine / theirs:.1%} | {per_seed} |")
+    if len(lines) == 2:
+        raise ValueError("in_scenario_results hold no (method, scenario, seed) of the few_shot results: run "
+                         "in_scenario with the same methods, scenarios and seeds")
     return "\n".join(lines) + "\n"
 
 
