@@ -341,7 +341,9 @@ def test_report_sets_few_shot_against_in_scenario_training_seed_by_seed(tmp_path
     assert "| s1 | 0.1 | persistence |" in table.split("in-scenario top-1")[0]  # in the results table only
     assert "| persistence | 0 |" not in table  # no in-scenario persistence to set it against
     with pytest.raises(ValueError, match="pass few_shot results.json files as results"):
-        benchmark.in_scenario_ratio_table(full, few)
+        cli.main(["report", "--results", str(tmp_path / "full.json"), "--in_scenario_results",
+                  str(tmp_path / "few.json"), "--output_dir", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()  # refused before any file is written
     with pytest.raises(ValueError, match="hold no \\(method, scenario, seed\\) of the few_shot results"):
         benchmark.in_scenario_ratio_table(few, [{**r, "scenario": "s2"} for r in full])
 

@@ -723,12 +723,13 @@ def report(argv=None):
     runs split over seeds or machines, as if `wmlm benchmark` had run them together."""
     (args,) = parse_arguments((ReportArguments,), argv)
     records = merged_records(args.results)
+    ratios = in_scenario_ratio_table(records, merged_records(args.in_scenario_results)) \
+        if args.in_scenario_results else ""  # refused before anything is written
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(records, indent=1))
     write_report(records, out, args.plots, args.num_beams)
-    if args.in_scenario_results:
-        ratios = in_scenario_ratio_table(records, merged_records(args.in_scenario_results))
+    if ratios:
         with open(out / "results.md", "a") as results:
             results.write("\n" + ratios)
         print(ratios)
