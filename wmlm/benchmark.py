@@ -758,8 +758,7 @@ def results_table(records: list[dict]) -> str:
     lines = ["| scenario | train fraction | method | " + " | ".join(
         f"{c} (mean of steps)" if isinstance(records[0][c], list) else c for c in columns) + " |",
         "|---|---|---|" + "---|" * len(columns)]
-    keys = sorted({(r["scenario"], r["train_fraction"], r["method"]) for r in records},
-                  key=lambda k: (k[0], k[1], list(METHODS).index(k[2])))
+    keys = scenario_fraction_methods(records)
     means = sorted({("mean", fraction, method) for _, fraction, method in keys},
                    key=lambda k: (k[1], list(METHODS).index(k[2])))
     for scenario, fraction, method in keys + means:
@@ -768,6 +767,12 @@ def results_table(records: list[dict]) -> str:
         cells = [seed_mean_std(mine, column) for column in columns]
         lines.append(f"| {scenario} | {fraction:g} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def scenario_fraction_methods(records: list[dict]) -> list[tuple]:
+    """The (scenario, train fraction, method) keys of the records, in table order: methods as METHODS lists them."""
+    return sorted({(r["scenario"], r["train_fraction"], r["method"]) for r in records},
+                  key=lambda k: (k[0], k[1], list(METHODS).index(k[2])))
 
 
 def seed_mean_std(records: list[dict], column: str) -> str:
@@ -813,8 +818,7 @@ def in_scenario_ratio_table(records: list[dict], in_scenario: list[dict]) -> str
     full = {(r["method"], r["scenario"], r["seed"]): np.mean(r["top1"]) for r in in_scenario}
     lines = ["| scenario | train fraction | method | seeds | top-1 | in-scenario top-1 | ratio | per seed |",
              "|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["scenario"], r["train_fraction"], r["method"]) for r in records},
-                  key=lambda k: (k[0], k[1], list(METHODS).index(k[2])))
+    keys = scenario_fraction_methods(records)
     for scenario, fraction, method in keys:
         few = {r["seed"]: np.mean(r["top1"]) for r in records
                if (r["scenario"], r["train_fraction"], r["method"]) == (scenario, fraction, method)
