@@ -217,6 +217,25 @@ def test_multi_site_source_holds_every_training_pass_and_no_test_pass(twin, tmp_
     assert alone.source is None and passes(alone.splits["hard"]["test"]) == passes(tasks[1].splits["hard"]["test"])
 
 
+def test_reversed_train_windows_reach_every_method_and_no_validation_or_test_window(twin, tmp_path):
+    config = WMLMConfig.from_preset("wmlm-tiny", modalities=["beam", "gps"])
+    args = benchmark.BenchmarkArguments(data_dir=[str(twin / "twin4")], output_dir=str(tmp_path), seeds=[1])
+    forward = next(benchmark.tasks(args, config))
+    both = next(benchmark.tasks(replace(args, reversed_train_windows=True), config))
+    n = len(forward.data["train"]["labels"])
+    for name in ("validation", "test"):
+        np.testing.assert_array_equal(both.data[name]["beam_power"], forward.data[name]["beam_power"])
+    train = both.data["train"]
+    np.testing.assert_array_equal(train["beam_power"][:n], forward.data["train"]["beam_power"])
+    whole = np.concatenate([train["beam_power"], train["labels"]], 1)  # (2n, 8, 64)
+    forward_rows = {tuple(w): i for i, w in enumerate(forward.data["train"]["sample_index"].tolist())}
+    for i in range(n, 2 * n, 17):
+        original = forward_rows[tuple(train["sample_index"][i][::-1].tolist())]
+        np.testing.assert_array_equal(whole[i], whole[original][::-1])
+    assert both.splits["hard"]["train"].num_rows == 2 * n
+    np.testing.assert_array_equal(both.splits["hard"]["train"]["labels"], train["labels"].argmax(-1))
+
+
 def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(twin, task, tmp_path):
     args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", epochs=1, output_dir=str(tmp_path))
     model, _ = benchmark.trained_model(task, args, seed=3)

@@ -228,6 +228,28 @@ def test_windows_never_bridge_a_skipped_row(tmp_path):
 
 
 @needs_real
+def test_reversed_train_windows_are_training_passes_read_backwards(tmp_path):
+    folder = small_copy(tmp_path, rows=20)
+    power_file(folder, 10).unlink()  # runs of rows 1-9 and 11-20: reading backwards must not bridge the gap either
+    kwargs = {"cache_dir": tmp_path / "cache", "split_fractions": (1.0, 0.0, 0.0)}
+    _, forward = prepare([folder], "power_forecast", **kwargs)
+    _, both = prepare([folder], "power_forecast", reversed_train_windows=True, **kwargs)
+    assert len(both["train"]) == 2 * len(forward["train"]) == 10  # a new cache, not the forward one served again
+    reversed_ = both["train"].select(range(5, 10))
+    assert sorted(w[::-1] for w in reversed_["sample_index"]) == sorted(forward["train"]["sample_index"])
+    by_rows = {tuple(w["sample_index"]): w for w in forward["train"]}
+    for window in reversed_:
+        original = by_rows[tuple(window["sample_index"][::-1])]
+        whole = np.concatenate([original["beam_power"], original["labels"]])[::-1]  # (8, 64), last row first
+        np.testing.assert_allclose(np.concatenate([window["beam_power"], window["labels"]]), whole)
+    _, held = prepare([folder, small_copy(tmp_path, rows=20, name="scenario2")], "beam_prediction",
+                      reversed_train_windows=True, cache_dir=tmp_path / "cache2", split_mode="cross_scenario",
+                      train_scenarios=(1,), test_scenarios=(2,))
+    assert len(held["train"]) == 10 and len(held["test"]) == 13  # 20 rows in one run, never read backwards
+    assert all(w == sorted(w) for w in held["test"]["sample_index"])
+
+
+@needs_real
 def test_column_aliases_case_and_empty_columns(tmp_path):
     folder = small_copy(tmp_path)
 

@@ -94,6 +94,9 @@ class BenchmarkArguments:
     multi_site: bool = field(default=True, metadata={
         "help": "in_scenario: WMLM and the GRU first train on the training passes of every scenario given, then "
                 "fine-tune on each one (its test passes are never seen; the GRU's search also tries without)"})
+    reversed_train_windows: bool = field(default=False, metadata={
+        "help": "every method's training windows also read backwards in time, as passes in the other direction "
+                "(validation and test windows never are)"})
     model_cache_dir: str | None = field(default=None, metadata={
         "help": "where WMLM's from-scratch models are kept, keyed by their data and settings (default OUT/models); "
                 "share it between the cross_scenario and few_shot runs to train the multi-site models once"})
@@ -581,7 +584,8 @@ def held_out_folders(folders: list[Path], names: list[str]) -> list[Path]:
 def load_task(scenario: str, seed: int, args, config: WMLMConfig, train_paths: list[str], fractions,
               test_paths: list[str] | None = None) -> Task:
     """The windows of `train_paths` split by `fractions`; with `test_paths`, that scenario is the test split."""
-    common = {"split_seed": seed, "cache_dir": str(Path(args.output_dir) / "cache"), **window_kwargs(config)}
+    common = {"split_seed": seed, "cache_dir": str(Path(args.output_dir) / "cache"),
+              "reversed_train_windows": args.reversed_train_windows, **window_kwargs(config)}
     splits = {}
     for kind, config_name in (("hard", "beam_prediction"), ("soft", "power_forecast")):
         splits[kind] = load_deepsense6g(train_paths, config_name, split_fractions=tuple(fractions), **common)

@@ -45,6 +45,8 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     split_mode: "in_scenario" (seeded fractions of each scenario's sequences) or "cross_scenario" (named scenarios).
     split_fractions: train / validation / test fractions of sequences, for "in_scenario".
     train_scenarios / validation_scenarios / test_scenarios: scenario names or numbers, for "cross_scenario".
+    reversed_train_windows: the training split also holds each training pass's windows read backwards in time (a pass
+        in the other direction, for sites that vehicles cross both ways); validation and test never do.
     on_bad_row: "skip" (counted in `bad_rows_report.json`) or "error" (raise, naming the file and row).
     label_source: "power" (argmax of the measured power vector) or "csv" (the CSV's own beam label).
     csv_beam_base: index of the first beam in the CSV's label column (DeepSense uses 1).
@@ -62,6 +64,7 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     train_scenarios: tuple = ()
     validation_scenarios: tuple = ()
     test_scenarios: tuple = ()
+    reversed_train_windows: bool = False
     on_bad_row: str = "skip"
     label_source: str = "power"
     csv_beam_base: int = 1
@@ -191,15 +194,18 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
         self._write_report(reports, splits)
         # A split is written only if it yields an example: sequences shorter than a window give none, and datasets
         # cannot read back a split recorded with no data.
-        examples = {name: self._examples(samples) for name, samples in splits.items()}
+        examples = {name: self._examples(samples, self.config.reversed_train_windows and name == datasets.Split.TRAIN)
+                    for name, samples in splits.items()}
         return [datasets.SplitGenerator(name=name, gen_kwargs={"examples": items})
                 for name, items in examples.items() if items]
 
-    def _examples(self, samples: list[Sample]) -> list:
-        """The samples themselves, or their windows for the windowed configs."""
+    def _examples(self, samples: list[Sample], reversed_too: bool = False) -> list:
+        """The samples themselves, or their windows for the windowed configs (with `reversed_too`, also read
+        backwards)."""
         if self.config.name == "samples":
             return samples
-        return make_windows(samples, self.config.history_len, self.config.horizon, self.config.stride)
+        shape = self.config.history_len, self.config.horizon, self.config.stride
+        return make_windows(samples, *shape) + (make_windows(samples, *shape, backwards=True) if reversed_too else [])
 
     def _write_report(self, reports, splits):
         by_reason = Counter()
@@ -236,7 +242,8 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
                 yield f"{s.scenario}/{s.row}", sample_example(s)
             return
         for window in examples:
-            yield f"{window[0].scenario}/{window[0].row}", window_example(window, self.config)
+            backwards = "/reversed" if window[-1].row < window[0].row else ""
+            yield f"{window[0].scenario}/{window[0].row}{backwards}", window_example(window, self.config)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -328,21 +335,30 @@ def split_counts(fractions, total: int) -> list[int]:
     return counts
 
 
-def make_windows(samples: list[Sample], history_len: int, horizon: int, stride: int) -> list[list[Sample]]:
-    """Windows of history_len + horizon consecutive CSV rows of one sequence.
+def make_windows(samples: list[Sample], history_len: int, horizon: int, stride: int,
+                 backwards: bool = False) -> list[list[Sample]]:
+    """Windows of history_len + horizon consecutive CSV rows of one sequence (with `backwards`, each run of rows read
+    from its last).
 
     A skipped row breaks a run, so a window never bridges a gap in time, nor two sequences, nor two scenarios.
     """
     length = history_len + horizon
-    windows, run = [], []
-    for sample in samples:
-        if run and not (sample.scenario == run[-1].scenario and sample.seq_index == run[-1].seq_index
-                        and sample.row == run[-1].row + 1):
-            windows.extend(run[i : i + length] for i in range(0, len(run) - length + 1, stride))
-            run = []
-        run.append(sample)
-    windows.extend(run[i : i + length] for i in range(0, len(run) - length + 1, stride))
+    windows = []
+    for run in consecutive_runs(samples):
+        run = run[::-1] if backwards else run
+        windows.extend(run[i : i + length] for i in range(0, len(run) - length + 1, stride))
     return windows
+
+
+def consecutive_runs(samples: list[Sample]) -> list[list[Sample]]:
+    runs = []
+    for sample in samples:
+        if runs and sample.scenario == runs[-1][-1].scenario and sample.seq_index == runs[-1][-1].seq_index \
+                and sample.row == runs[-1][-1].row + 1:
+            runs[-1].append(sample)
+        else:
+            runs.append([sample])
+    return runs
 
 
 def _as_list(array):
