@@ -137,6 +137,21 @@ def test_align_then_full_then_lora_then_merge(twin, tmp_path):
     assert AutoProcessor.from_pretrained(merged).feature_extractor.horizon == 3
 
 
+def test_reversed_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tmp_path):
+    """The benchmark's reversed training windows are the user's too, through `wmlm adapt`, and its card says so."""
+    recipe = [str(ROOT / "recipes/wmlm-tiny/adapt/config_full.yaml"), *common(twin, tmp_path, "twin1", steps=2),
+              "--model_name_or_path", ""]
+    plain = adapt.main([*recipe, "--output_dir", str(tmp_path / "plain")])
+    both = adapt.main([*recipe, "--output_dir", str(tmp_path / "both"), "--reversed_train_windows", "true"])
+    assert len(both.train_dataset) == 2 * len(plain.train_dataset)
+    assert both.eval_dataset["sample_index"] == plain.eval_dataset["sample_index"]  # measured order only
+    forward = {tuple(w) for w in plain.train_dataset["sample_index"]}
+    assert {tuple(w[::-1]) for w in both.train_dataset["sample_index"]} >= forward
+    split = json.loads((tmp_path / "both" / "training_summary.json").read_text())["split"]
+    assert split.endswith("training passes also read backwards in time")
+    assert "backwards" not in json.loads((tmp_path / "plain" / "training_summary.json").read_text())["split"]
+
+
 class StepRecorder(TrainerCallback):
     """Records the steps a run takes; with `crash_at`, dies there like a killed job (no final save, the newest
     checkpoint is the last one written)."""
