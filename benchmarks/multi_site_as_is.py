@@ -72,12 +72,20 @@ def main(argv=None):
         ensembles = {"as it is": [as_is]}
         if members:
             ensembles |= {"fine-tuned": members, "fine-tuned + as it is": [as_is, *members]}
-        for name, ensemble in ensembles.items():
-            scored = benchmark.record("wmlm", task, args, benchmark.average(ensemble), metrics)
-            top1 = [scored["validation_top1"], np.mean(scored["top1"])]
-            rows.setdefault(name, []).append(top1)
-            print(f"{task.scenario} seed {task.seed}, {name}: validation {top1[0]:.3f}, test {top1[1]:.3f}",
-                  flush=True)
+        score_ensembles(task, args, ensembles, metrics, rows)
+    print_means(rows)
+
+
+def score_ensembles(task, args, ensembles: dict[str, list[dict]], metrics, rows: dict):
+    """Prints each named ensemble's validation and test top-1 (mean of the steps) on the task; adds them to rows."""
+    for name, ensemble in ensembles.items():
+        scored = benchmark.record("wmlm", task, args, benchmark.average(ensemble), metrics)
+        top1 = [scored["validation_top1"], np.mean(scored["top1"])]
+        rows.setdefault(name, []).append(top1)
+        print(f"{task.scenario} seed {task.seed}, {name}: validation {top1[0]:.3f}, test {top1[1]:.3f}", flush=True)
+
+
+def print_means(rows: dict):
     for name, scores in rows.items():
         print(f"mean, {name}: validation {{:.3f}}, test {{:.3f}}".format(*np.mean(scores, axis=0)))
 

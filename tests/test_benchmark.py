@@ -412,6 +412,25 @@ def test_multi_site_as_is_scores_the_benchmarks_cached_multi_site_model_and_its_
         multi_site_as_is.main([*argv, "--protocol", "cross_scenario"])
 
 
+def test_source_per_member_reproduces_the_benchmark_and_gives_each_member_its_own_source(twin, tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import source_per_member
+
+    argv = ["--data_dir", str(twin), "--seeds", "0", *FAST, "--ensemble", "2", "--output_dir", str(tmp_path)]
+    cli.main(["benchmark", *argv, "--methods", "wmlm"])
+    records = {r["scenario"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    capsys.readouterr()
+    source_per_member.main(argv)
+    scored = dict(line.split(": ") for line in capsys.readouterr().out.splitlines() if ", test " in line)
+    for scenario, record in records.items():  # the recipe's ensemble, rebuilt, is the benchmark's record
+        assert scored[f"{scenario} seed 0, one source, fine-tuned + as it is (the recipe)"] == \
+            f"validation {record['validation_top1']:.3f}, test {np.mean(record['top1']):.3f}"
+    assert sorted(m.name.split("-")[2] for m in (tmp_path / "models").iterdir()) == ["0", "1"]  # one per member
+    assert {"mean, own sources, fine-tuned", "mean, own sources, fine-tuned + each as it is"} <= set(scored)
+    with pytest.raises(SystemExit, match="--multi_site true"):
+        source_per_member.main([*argv, "--multi_site", "false"])
+
+
 def test_multi_site_as_is_scores_the_few_shot_adapters_beside_their_source(twin, tmp_path, capsys):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import multi_site_as_is
