@@ -20,14 +20,9 @@ from wmlm import benchmark
 from wmlm.training import parse_arguments
 
 
-def as_it_is(task, args, start: int) -> dict:
-    model, processor = benchmark.trained_model(task.source, args, start)
-    return benchmark.predictions(benchmark.wmlm_trainer(model, processor, task, args, "finetune", start), task)
-
-
 def fine_tuned(task, args, seed: int, start: int) -> dict:
     """Member `seed` fine-tuned from the multi-site model trained with seed `start` (its own run folder)."""
-    model, processor = benchmark.trained_model(task.source, args, start)
+    model, processor = benchmark.source_model(task, args, start)
     args = replace(args, output_dir=str(Path(args.output_dir) / f"from_source{start}"))
     trainer = benchmark.wmlm_trainer(model, processor, task, args, "finetune", seed)
     trainer.train()
@@ -42,7 +37,7 @@ def main(argv=None):
     metrics, rows = benchmark.load_metrics(), {}
     for task in benchmark.tasks(args, benchmark.wmlm_config(args)):
         seeds = benchmark.member_seeds(task.seed, args.ensemble)
-        sources = [as_it_is(task, args, seed) for seed in seeds]
+        sources = [benchmark.predictions(benchmark.source_as_it_is(task, args, seed), task) for seed in seeds]
         own = [fine_tuned(task, args, seed, seed) for seed in seeds]
         shared = own[:1] + [fine_tuned(task, args, seed, seeds[0]) for seed in seeds[1:]]
         ensembles = {"one source, fine-tuned + as it is (the recipe)": sources[:1] + shared,
