@@ -40,7 +40,7 @@ def test_benchmark_writes_the_documented_records_and_plots(twin, tmp_path):
     assert {(r["scenario"], r["method"]) for r in records} == {
         (s, m) for s in ("twin1", "twin4") for m in benchmark.METHODS}
     for record in records:
-        assert set(record) == RECORD_KEYS
+        assert set(record) == RECORD_KEYS | ({"chosen_settings"} if record["method"] == "gru" else set())
         assert len(record["top1"]) == 3 and all(a <= b <= c for a, b, c in zip(
             record["top1"], record["top3"], record["top5"], strict=True))
         assert 0 <= record["dba"] <= 1 and min(record["power_loss_db"]) >= 0
@@ -261,13 +261,25 @@ def test_wmlm_reads_its_own_modalities_and_the_gru_searches_power_alone(task, tm
     assert model.config.modalities == ["beam"] and processor.feature_extractor.modalities == ["beam"]
     assert benchmark.trained_model(task, replace(args, wmlm_modalities=["beam", "gps"]), 0)[0].config.modalities == [
         "beam", "gps"]
-    widths, fit = [], benchmark.fit
+    widths, scores, fit = [], [], benchmark.fit
+
+    def fit_and_note(model, features, *rest):
+        widths.append(features["train"].shape[-1])
+        scores.append(fit(model, features, *rest))
+        return scores[-1]
+
     monkeypatch.setattr(benchmark, "_SCRATCH_GRUS", {})
-    monkeypatch.setattr(benchmark, "fit", lambda model, features, *rest: widths.append(
-        features["train"].shape[-1]) or fit(model, features, *rest))
-    benchmark.gru(task, args)
+    monkeypatch.setattr(benchmark, "fit", fit_and_note)
+    task = replace(task, source=None)  # every search fit is then a scratch GRU's, in the grid's order
+    probabilities = benchmark.gru(task, args)
     num_beams = task.data["train"]["beam_power"].shape[-1]
     assert sorted(set(widths)) == [num_beams, num_beams + 2]  # power alone, power + east/north
+    # The record names the searched setting best on validation (one member: no fit after the search).
+    grid = [(settings, modalities) for settings in benchmark.GRU_GRID for modalities in (["beam", "gps"], ["beam"])]
+    settings, modalities = grid[int(np.argmax([best for best, _ in scores]))]
+    record = benchmark.record("gru", task, args, probabilities, benchmark.load_metrics())
+    assert record["chosen_settings"] == {**settings, "pretrained": False, "modalities": modalities}
+    json.dumps(record)
 
 
 def test_in_scenario_the_multi_site_model_votes_as_it_is_beside_its_fine_tuned_members(task, tmp_path, monkeypatch):

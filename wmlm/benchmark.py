@@ -262,7 +262,8 @@ def member_seeds(seed: int, count: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Methods: (task, args) -> {"validation": p, "test": p}, beam probabilities (N, horizon, num_beams) per split
+# Methods: (task, args) -> {"validation": p, "test": p}, beam probabilities (N, horizon, num_beams) per split, and
+# for a method that searches on validation, "chosen_settings": what it chose, kept in its record
 
 
 def persistence(task: Task, args) -> dict[str, np.ndarray]:
@@ -315,7 +316,8 @@ def gru(task: Task, args) -> dict[str, np.ndarray]:
             for settings in GRU_GRID for start in starts for modalities in inputs]
     searched = [(train(settings, first), settings) for settings in grid]
     (_, chosen), settings = max(searched, key=lambda result: result[0][0])
-    return average([chosen] + [train(settings, seed)[1] for seed in others])
+    return {**average([chosen] + [train(settings, seed)[1] for seed in others]),
+            "chosen_settings": {**settings, "modalities": list(settings["modalities"])}}
 
 
 _SCRATCH_GRUS = {}
@@ -747,7 +749,8 @@ def record(method: str, task: Task, args, probabilities: dict, metrics: dict) ->
     return {"method": method, "scenario": task.scenario, "seed": task.seed, "protocol": args.protocol,
             "train_fraction": task.train_fraction, "validation_top1": float(validation.mean()),
             **score(probabilities["test"], task.data["test"]["labels"], metrics),
-            "confusion": confusion_counts(probabilities["test"], task)}
+            "confusion": confusion_counts(probabilities["test"], task),
+            **({"chosen_settings": probabilities["chosen_settings"]} if "chosen_settings" in probabilities else {})}
 
 
 def confusion_counts(probabilities: np.ndarray, task: Task) -> list[list[int]]:
