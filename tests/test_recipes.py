@@ -150,6 +150,11 @@ def test_reversed_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tmp
     split = json.loads((tmp_path / "both" / "training_summary.json").read_text())["split"]
     assert split.endswith("training passes also read backwards in time")
     assert "backwards" not in json.loads((tmp_path / "plain" / "training_summary.json").read_text())["split"]
+    # Stage 1 aligns single samples, which have no direction: the option is refused there, not ignored.
+    align_recipe = [str(ROOT / "recipes/wmlm-tiny/align/config.yaml"), *common(twin, tmp_path, "twin1", steps=2)]
+    with pytest.raises(ValueError, match="reversed_train_windows .* 'samples' config"):
+        align.main([*align_recipe, "--output_dir", str(tmp_path / "align"), "--reversed_train_windows", "true"])
+    assert not (tmp_path / "align" / "model.safetensors").exists()
 
 
 class StepRecorder(TrainerCallback):

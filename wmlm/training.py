@@ -37,7 +37,7 @@ class DataArguments:
         "help": "train on this seeded fraction of the training sequences (few-shot adaptation), at least one"})
     reversed_train_windows: bool = field(default=False, metadata={
         "help": "stage 2: also train on each training pass's windows read backwards in time, as passes in the other "
-                "direction (validation and test windows never are; stage 1's single samples have no direction)"})
+                "direction (validation and test windows never are); refused in stage 1, whose samples have none"})
     cache_dir: str | None = field(default=None, metadata={"help": "datasets cache (default: the HF cache)"})
 
     def __post_init__(self):

@@ -91,6 +91,9 @@ class DeepSense6GConfig(datasets.BuilderConfig):
              f"split_fractions must be (train, validation, test) summing to 1, got {self.split_fractions}"),
             (self.split_mode != "cross_scenario" or (self.train_scenarios and self.test_scenarios),
              "split_mode='cross_scenario' needs train_scenarios and test_scenarios"),
+            (not (self.reversed_train_windows and self.name == "samples"),
+             "reversed_train_windows reads windows backwards; the 'samples' config (stage 1's single samples) has "
+             "none: drop it there, or use a windowed config"),
         ]
         for ok, message in checks:
             if not ok:
