@@ -31,6 +31,8 @@ SECTIONS = {
                 None),
     "twin_sanity": ("python -m dataset_scripts.digital_twin.sanity --output_dir outputs/twin_sanity", 2, None),
     "main_job": ("python -m wmlm --output_dir outputs/demo", 10, "outputs/demo/summary.md"),
+    "main_job_real": ("python -m wmlm --data_dir ../shared/deepsense6g --held_out scenario5 "
+                      "--output_dir outputs/real_main", 20, "outputs/real_main/summary.md"),
     "throughput": ("python benchmarks/model_throughput.py --presets wmlm-tiny wmlm-small wmlm-base --batch_size 8", 5,
                    None),
     "latency": ("python benchmarks/latency.py --presets wmlm-small wmlm-base --batch_sizes 1 64", 10, None),
@@ -62,8 +64,9 @@ def machine() -> str:
     names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
              if line.startswith("model name")] if cpuinfo.exists() else []
     cpu = names[0] if names else platform.processor()
+    # The kernels torch picks for this CPU (AVX2, AVX-512) round differently, enough to move a trained model's row.
     return f"{cpu}, {torch.get_num_threads()} threads, {platform.system()} {platform.machine()}, torch " \
-        f"{torch.__version__}"
+        f"{torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels)"
 
 
 def replace_section(text: str, name: str, body: str) -> str:
