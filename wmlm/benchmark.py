@@ -423,18 +423,22 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
 
 
 def source_model(task: Task, args, seed: int | None = None):
-    """The model trained on the task's multi-site source with member seed `seed`; by default the first member's,
-    which every fine-tuned or LoRA member starts from; -> (the model, its processor)."""
-    return trained_model(task.source, args, member_seeds(task.seed, 1)[0] if seed is None else seed)
+    """The model trained on the task's multi-site source with member seed `seed` (source_seed); -> (the model, its
+    processor)."""
+    return trained_model(task.source, args, source_seed(task, seed))
 
 
 def source_as_it_is(task: Task, args, seed: int | None = None) -> Trainer:
     """In-scenario, the multi-site model also votes, as it is, beside the members fine-tuned from it: on the real
-    scenarios' validation passes this ensemble led the fine-tuned members alone on every scenario (BENCHMARKS.md).
-    `seed` as for source_model."""
-    seed = member_seeds(task.seed, 1)[0] if seed is None else seed
+    scenarios' validation passes this ensemble led the fine-tuned members alone on every scenario (BENCHMARKS.md)."""
+    seed = source_seed(task, seed)
     model, processor = source_model(task, args, seed)
     return wmlm_trainer(model, processor, task, args, "finetune", seed)
+
+
+def source_seed(task: Task, seed: int | None) -> int:
+    """`seed`, or by default the first member's: the recipe's members all start from that one multi-site model."""
+    return member_seeds(task.seed, 1)[0] if seed is None else seed
 
 
 def predictions(trainer: Trainer, task: Task) -> dict[str, np.ndarray]:
