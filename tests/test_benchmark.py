@@ -49,6 +49,11 @@ def test_benchmark_writes_the_documented_records_and_plots(twin, tmp_path):
         assert diagonal / total == pytest.approx(np.mean(record["top1"]))
     table = (tmp_path / "results.md").read_text()
     assert "| twin1 | 1 | persistence |" in table and "| mean | 1 | interpolation_ceiling |" in table
+    for gru in (r for r in records if r["method"] == "gru"):  # what the GRU's search chose, for the reader
+        chosen = gru["chosen_settings"]
+        assert (f"| gru | {gru['scenario']} | 1 | 0 | hidden_size {chosen['hidden_size']}, learning_rate "
+                f"{chosen['learning_rate']}, pretrained {chosen['pretrained']}, modalities "
+                f"{'+'.join(chosen['modalities'])} |") in table
     for plot in ("top1_per_horizon", "top1_per_scenario", "sweep_curve", "confusion"):
         assert (tmp_path / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

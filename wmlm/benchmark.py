@@ -688,7 +688,7 @@ def main(argv=None):
 
 def write_report(records: list[dict], out: Path, plots: bool, num_beams: int):
     """OUT/results.md (the tables, also printed) and, if asked, the PNG plots."""
-    report = results_table(records) + "\n" + comparison_table(records)
+    report = results_table(records) + "\n" + comparison_table(records) + "\n" + chosen_settings_table(records)
     (out / "results.md").write_text(report)
     if plots:
         from .plots import write_plots
@@ -817,6 +817,21 @@ def comparison_table(records: list[dict], method: str = "wmlm", baseline: str = 
         within = [mean(scenario, fraction, name, "within_0p5db") for name in (method, baseline)]
         lines.append(f"| {scenario} | {fraction:g} | {top1[0]:.3f} / {top1[1]:.3f} / {top1[2]:.3f} | "
                      f"{top1[0] / top1[2]:.1%} | {top3[0]:.3f} / {top3[1]:.3f} | {within[0]:.3f} / {within[1]:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def chosen_settings_table(records: list[dict]) -> str:
+    """What each validation search chose, per method, scenario, train fraction and seed, so that a reader can see
+    what the strong baseline ran with. Empty when no method searched."""
+    searched = sorted((r for r in records if "chosen_settings" in r),
+                      key=lambda r: (r["method"], r["scenario"], r["train_fraction"], r["seed"]))
+    if not searched:
+        return ""
+    lines = ["| method | scenario | train fraction | seed | chosen on validation |", "|---|---|---|---|---|"]
+    for r in searched:
+        chosen = ", ".join(f"{name} {'+'.join(value) if isinstance(value, list) else value}"
+                           for name, value in r["chosen_settings"].items())
+        lines.append(f"| {r['method']} | {r['scenario']} | {r['train_fraction']:g} | {r['seed']} | {chosen} |")
     return "\n".join(lines) + "\n"
 
 
