@@ -292,7 +292,7 @@ def knn_gps(task: Task, args, k: int = 5) -> dict[str, np.ndarray]:
 GRU_GRID = [{"hidden_size": h, "learning_rate": lr} for h in (64, 128, 256) for lr in (1e-3, 3e-3)]
 
 
-def gru(task: Task, args) -> dict[str, np.ndarray]:
+def gru(task: Task, args) -> dict:
     """The strong GRU: soft labels, the same seed ensemble as WMLM, and settings searched on validation, among them
     starting from the GRU trained on the task's multi-site source or not, and power alone or with GPS. (The multi-site
     GRU voting as it is, as WMLM's multi-site model does, lost 0.014 of the GRU's validation top-1: BENCHMARKS.md.)"""
