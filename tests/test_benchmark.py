@@ -448,30 +448,34 @@ def test_source_per_member_reproduces_the_benchmark_and_gives_each_member_its_ow
         source_per_member.main([*argv, "--multi_site", "false"])
 
 
-def test_reversed_source_reverses_the_multi_site_stage_alone(twin, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("augmentation, option, value", [("backwards", "reversed_train_windows", True),
+                                                           ("at 2x speed", "faster_train_windows", [2])])
+def test_augmented_source_augments_the_multi_site_stage_alone(twin, tmp_path, capsys, monkeypatch, augmentation,
+                                                              option, value):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import reversed_source
+    import augmented_source
 
+    flag = ["--" + option, *(map(str, value) if isinstance(value, list) else [str(value).lower()])]
     argv = ["--data_dir", str(twin), "--seeds", "0", *FAST, "--output_dir", str(tmp_path)]
     args = benchmark.BenchmarkArguments(data_dir=[str(twin)], seeds=[0], preset="wmlm-tiny", epochs=1,
                                         baseline_epochs=1, ensemble=1, output_dir=str(tmp_path))
     config = benchmark.wmlm_config(args)
     forward = list(benchmark.tasks(args, config))
-    backwards = next(benchmark.tasks(replace(args, reversed_train_windows=True), config)).source
+    augmented = next(benchmark.tasks(replace(args, **{option: value}), config)).source
     seen, wmlm = [], benchmark.wmlm
     monkeypatch.setattr(benchmark, "wmlm", lambda task, args: seen.append(task) or wmlm(task, args))
-    reversed_source.main(argv)
+    augmented_source.main([*argv, *flag])
     assert [t.scenario for t in seen] == [t.scenario for t in forward]
-    for task, plain in zip(seen, forward, strict=True):  # each site's windows as measured, its source's reversed too
+    for task, plain in zip(seen, forward, strict=True):  # each site's windows as measured, its source's augmented
         assert benchmark.windows_digest(task) == benchmark.windows_digest(plain)
-        assert benchmark.windows_digest(task.source) == benchmark.windows_digest(backwards)
-    assert len(backwards.data["train"]["labels"]) == 2 * len(forward[0].source.data["train"]["labels"])
+        assert benchmark.windows_digest(task.source) == benchmark.windows_digest(augmented)
+    assert len(augmented.data["train"]["labels"]) > len(forward[0].source.data["train"]["labels"])
     models = sorted((tmp_path / "models").iterdir())
-    benchmark.trained_model(backwards, args, seed=0)  # the one model the script trained: a cache hit
+    benchmark.trained_model(augmented, args, seed=0)  # the one model the script trained: a cache hit
     assert len(models) == 1 and sorted((tmp_path / "models").iterdir()) == models
-    assert "mean, multi-site stage also backwards: validation" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="not --reversed_train_windows"):
-        reversed_source.main([*argv, "--reversed_train_windows", "true"])
+    assert f"mean, multi-site stage also {augmentation}: validation" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--reversed_train_windows true or --faster_train_windows K"):
+        augmented_source.main(argv)
 
 
 def test_multi_site_as_is_scores_the_few_shot_adapters_beside_their_source(twin, tmp_path, capsys):

@@ -250,6 +250,34 @@ def test_reversed_train_windows_are_training_passes_read_backwards(tmp_path):
 
 
 @needs_real
+def test_faster_train_windows_take_every_kth_row_of_training_passes(tmp_path):
+    folder = small_copy(tmp_path, rows=40)
+    power_file(folder, 10).unlink()  # runs of rows 1-9 and 11-40: a faster window must not bridge the gap either
+    kwargs = {"cache_dir": tmp_path / "cache", "split_fractions": (1.0, 0.0, 0.0)}
+    _, forward = prepare([folder], "power_forecast", **kwargs)
+    _, faster = prepare([folder], "power_forecast", faster_train_windows=(2, 3), **kwargs)
+    assert len(forward["train"]) == 2 + 23  # windows of 8 rows in runs of 9 and 30
+    added = faster["train"].select(range(len(forward["train"]), len(faster["train"])))
+    # a window of every 2nd row spans 15 rows, of every 3rd 22: only the run of 30 holds them (16 and 9 windows)
+    assert added["sample_index"] == [list(range(i, i + 15, 2)) for i in range(11, 27)] + \
+        [list(range(i, i + 22, 3)) for i in range(11, 20)]
+    power = {}  # row -> its measured power vector, from the windows as measured
+    for window in forward["train"]:
+        power.update(zip(window["sample_index"], window["beam_power"] + window["labels"], strict=True))
+    for window in added:
+        np.testing.assert_allclose(window["beam_power"] + window["labels"], [power[r] for r in window["sample_index"]])
+    _, held = prepare([folder, small_copy(tmp_path, rows=40, name="scenario2")], "beam_prediction",
+                      faster_train_windows=(2,), cache_dir=tmp_path / "cache2", split_mode="cross_scenario",
+                      train_scenarios=(1,), test_scenarios=(2,))
+    assert len(held["train"]) == 25 + 16 and len(held["test"]) == 33  # 40 rows in one run, every row kept
+    assert all(np.diff(w).tolist() == [1] * 7 for w in held["test"]["sample_index"])
+    with pytest.raises(ValueError, match="row steps of at least 2"):
+        prepare([folder], "power_forecast", faster_train_windows=(1,), **kwargs)
+    with pytest.raises(ValueError, match="faster_train_windows .* 'samples' config"):
+        prepare([folder], "samples", faster_train_windows=(2,), **kwargs)
+
+
+@needs_real
 def test_column_aliases_case_and_empty_columns(tmp_path):
     folder = small_copy(tmp_path)
 

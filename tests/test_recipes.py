@@ -137,8 +137,9 @@ def test_align_then_full_then_lora_then_merge(twin, tmp_path):
     assert AutoProcessor.from_pretrained(merged).feature_extractor.horizon == 3
 
 
-def test_reversed_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tmp_path):
-    """The benchmark's reversed training windows are the user's too, through `wmlm adapt`, and its card says so."""
+def test_augmented_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tmp_path):
+    """The benchmark's reversed and faster training windows are the user's too, through `wmlm adapt`, and its card
+    says so."""
     recipe = [str(ROOT / "recipes/wmlm-tiny/adapt/config_full.yaml"), *common(twin, tmp_path, "twin1", steps=2),
               "--model_name_or_path", ""]
     plain = adapt.main([*recipe, "--output_dir", str(tmp_path / "plain")])
@@ -150,10 +151,18 @@ def test_reversed_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tmp
     split = json.loads((tmp_path / "both" / "training_summary.json").read_text())["split"]
     assert split.endswith("training passes also read backwards in time")
     assert "backwards" not in json.loads((tmp_path / "plain" / "training_summary.json").read_text())["split"]
+    faster = adapt.main([*recipe, "--output_dir", str(tmp_path / "faster"), "--faster_train_windows", "2"])
+    assert faster.eval_dataset["sample_index"] == plain.eval_dataset["sample_index"]
+    added = {tuple(w) for w in faster.train_dataset["sample_index"]} - forward
+    assert added and all({b - a for a, b in zip(w, w[1:])} == {2} for w in added)
+    split = json.loads((tmp_path / "faster" / "training_summary.json").read_text())["split"]
+    assert split.endswith("training passes also at 2x speed")
     # Stage 1 aligns single samples, which have no direction: the option is refused there, not ignored.
     align_recipe = [str(ROOT / "recipes/wmlm-tiny/align/config.yaml"), *common(twin, tmp_path, "twin1", steps=2)]
     with pytest.raises(ValueError, match="reversed_train_windows .* 'samples' config"):
         align.main([*align_recipe, "--output_dir", str(tmp_path / "align"), "--reversed_train_windows", "true"])
+    with pytest.raises(ValueError, match="faster_train_windows .* 'samples' config"):
+        align.main([*align_recipe, "--output_dir", str(tmp_path / "align"), "--faster_train_windows", "2"])
     assert not (tmp_path / "align" / "model.safetensors").exists()
 
 

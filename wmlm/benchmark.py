@@ -97,6 +97,9 @@ class BenchmarkArguments:
     reversed_train_windows: bool = field(default=False, metadata={
         "help": "every method's training windows also read backwards in time, as passes in the other direction "
                 "(validation and test windows never are)"})
+    faster_train_windows: list[int] = field(default_factory=list, metadata={
+        "help": "row steps k >= 2: every method's training windows also include each training pass's every k-th "
+                "row, the same path driven k times as fast (validation and test windows never do)"})
     model_cache_dir: str | None = field(default=None, metadata={
         "help": "where WMLM's from-scratch models are kept, keyed by their data and settings (default OUT/models); "
                 "share it between the cross_scenario and few_shot runs to train the multi-site models once"})
@@ -593,7 +596,8 @@ def load_task(scenario: str, seed: int, args, config: WMLMConfig, train_paths: l
               test_paths: list[str] | None = None) -> Task:
     """The windows of `train_paths` split by `fractions`; with `test_paths`, that scenario is the test split."""
     common = {"split_seed": seed, "cache_dir": str(Path(args.output_dir) / "cache"),
-              "reversed_train_windows": args.reversed_train_windows, **window_kwargs(config)}
+              "reversed_train_windows": args.reversed_train_windows,
+              "faster_train_windows": tuple(args.faster_train_windows), **window_kwargs(config)}
     splits = {}
     for kind, config_name in (("hard", "beam_prediction"), ("soft", "power_forecast")):
         splits[kind] = load_deepsense6g(train_paths, config_name, split_fractions=tuple(fractions), **common)

@@ -38,6 +38,9 @@ class DataArguments:
     reversed_train_windows: bool = field(default=False, metadata={
         "help": "stage 2: also train on each training pass's windows read backwards in time, as passes in the other "
                 "direction (validation and test windows never are); refused in stage 1, whose samples have none"})
+    faster_train_windows: list[int] = field(default_factory=list, metadata={
+        "help": "stage 2: row steps k >= 2; also train on each training pass's windows of every k-th row, the same "
+                "path driven k times as fast (validation and test windows never are); refused in stage 1"})
     cache_dir: str | None = field(default=None, metadata={"help": "datasets cache (default: the HF cache)"})
 
     def __post_init__(self):
@@ -84,7 +87,8 @@ def load_splits(data_args: DataArguments, config_name: str, training_args: Train
              "split_seed": data_args.split_seed, "train_scenarios": tuple(data_args.train_scenarios),
              "validation_scenarios": tuple(data_args.validation_scenarios),
              "test_scenarios": tuple(data_args.test_scenarios),
-             "reversed_train_windows": data_args.reversed_train_windows}
+             "reversed_train_windows": data_args.reversed_train_windows,
+             "faster_train_windows": tuple(data_args.faster_train_windows)}
     with training_args.main_process_first(desc=f"preparing DeepSense6G {config_name}"):
         data = load_deepsense6g(data_args.data_dir, config_name, cache_dir=data_args.cache_dir, **split,
                                 **builder_kwargs)
@@ -147,7 +151,8 @@ def training_summary(trainer, data_args: DataArguments, stage: str) -> dict:
         "stage": stage,
         "datasets": [folder.name for folder in discover_scenarios(data_args.data_dir, extract=str)],
         "split": f"{data_args.split_mode} {data_args.split_fractions} by whole sequence, seed {data_args.split_seed}"
-                 + ("; training passes also read backwards in time" if data_args.reversed_train_windows else ""),
+                 + ("; training passes also read backwards in time" if data_args.reversed_train_windows else "")
+                 + "".join(f"; training passes also at {k}x speed" for k in data_args.faster_train_windows),
         "train_fraction": data_args.train_fraction,
         "num_parameters": trainer.model.num_parameters(),
         "trainable_parameters": trainer.model.num_parameters(only_trainable=True),

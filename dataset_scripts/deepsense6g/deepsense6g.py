@@ -47,6 +47,8 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     train_scenarios / validation_scenarios / test_scenarios: scenario names or numbers, for "cross_scenario".
     reversed_train_windows: the training split also holds each training pass's windows read backwards in time (a pass
         in the other direction, for sites that vehicles cross both ways); validation and test never do.
+    faster_train_windows: row steps k >= 2; for each, the training split also holds each training pass's windows of
+        every k-th row (the same path driven k times as fast); validation and test never do.
     on_bad_row: "skip" (counted in `bad_rows_report.json`) or "error" (raise, naming the file and row).
     label_source: "power" (argmax of the measured power vector) or "csv" (the CSV's own beam label).
     csv_beam_base: index of the first beam in the CSV's label column (DeepSense uses 1).
@@ -65,6 +67,7 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     validation_scenarios: tuple = ()
     test_scenarios: tuple = ()
     reversed_train_windows: bool = False
+    faster_train_windows: tuple = ()
     on_bad_row: str = "skip"
     label_source: str = "power"
     csv_beam_base: int = 1
@@ -94,6 +97,12 @@ class DeepSense6GConfig(datasets.BuilderConfig):
             (not (self.reversed_train_windows and self.name == "samples"),
              "reversed_train_windows reads windows backwards; the 'samples' config (stage 1's single samples) has "
              "none: drop it there, or use a windowed config"),
+            (all(isinstance(k, int) and k >= 2 for k in self.faster_train_windows),
+             f"faster_train_windows are row steps of at least 2 (1 is the windows as measured), got "
+             f"{self.faster_train_windows}"),
+            (not (self.faster_train_windows and self.name == "samples"),
+             "faster_train_windows takes windows of every k-th row; the 'samples' config (stage 1's single samples) "
+             "has none: drop it there, or use a windowed config"),
         ]
         for ok, message in checks:
             if not ok:
@@ -197,18 +206,22 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
         self._write_report(reports, splits)
         # A split is written only if it yields an example: sequences shorter than a window give none, and datasets
         # cannot read back a split recorded with no data.
-        examples = {name: self._examples(samples, self.config.reversed_train_windows and name == datasets.Split.TRAIN)
-                    for name, samples in splits.items()}
+        examples = {name: self._examples(samples, name == datasets.Split.TRAIN) for name, samples in splits.items()}
         return [datasets.SplitGenerator(name=name, gen_kwargs={"examples": items})
                 for name, items in examples.items() if items]
 
-    def _examples(self, samples: list[Sample], reversed_too: bool = False) -> list:
-        """The samples themselves, or their windows for the windowed configs (with `reversed_too`, also read
-        backwards)."""
+    def _examples(self, samples: list[Sample], training: bool) -> list:
+        """The samples themselves, or their windows for the windowed configs (training: also those the config's
+        augmentations add, read backwards or of every k-th row)."""
         if self.config.name == "samples":
             return samples
         shape = self.config.history_len, self.config.horizon, self.config.stride
-        return make_windows(samples, *shape) + (make_windows(samples, *shape, backwards=True) if reversed_too else [])
+        windows = make_windows(samples, *shape)
+        if training and self.config.reversed_train_windows:
+            windows += make_windows(samples, *shape, backwards=True)
+        for row_step in self.config.faster_train_windows if training else ():
+            windows += make_windows(samples, *shape, row_step=row_step)
+        return windows
 
     def _write_report(self, reports, splits):
         by_reason = Counter()
@@ -245,8 +258,9 @@ class DeepSense6G(datasets.GeneratorBasedBuilder):
                 yield f"{s.scenario}/{s.row}", sample_example(s)
             return
         for window in examples:
-            backwards = "/reversed" if window[-1].row < window[0].row else ""
-            yield f"{window[0].scenario}/{window[0].row}{backwards}", window_example(window, self.config)
+            row_step = window[1].row - window[0].row
+            kind = "/reversed" if row_step < 0 else f"/every{row_step}" if row_step > 1 else ""
+            yield f"{window[0].scenario}/{window[0].row}{kind}", window_example(window, self.config)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -338,18 +352,18 @@ def split_counts(fractions, total: int) -> list[int]:
     return counts
 
 
-def make_windows(samples: list[Sample], history_len: int, horizon: int, stride: int,
-                 backwards: bool = False) -> list[list[Sample]]:
+def make_windows(samples: list[Sample], history_len: int, horizon: int, stride: int, backwards: bool = False,
+                 row_step: int = 1) -> list[list[Sample]]:
     """Windows of history_len + horizon consecutive CSV rows of one sequence (with `backwards`, each run of rows read
-    from its last).
+    from its last; with `row_step` k, every k-th row of a run, starting from each row).
 
     A skipped row breaks a run, so a window never bridges a gap in time, nor two sequences, nor two scenarios.
     """
-    length = history_len + horizon
+    span = (history_len + horizon - 1) * row_step + 1  # rows from a window's first to its last
     windows = []
     for run in consecutive_runs(samples):
         run = run[::-1] if backwards else run
-        windows.extend(run[i : i + length] for i in range(0, len(run) - length + 1, stride))
+        windows.extend(run[i : i + span : row_step] for i in range(0, len(run) - span + 1, stride))
     return windows
 
 
