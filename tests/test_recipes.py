@@ -154,7 +154,7 @@ def test_augmented_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tm
     faster = adapt.main([*recipe, "--output_dir", str(tmp_path / "faster"), "--faster_train_windows", "2"])
     assert faster.eval_dataset["sample_index"] == plain.eval_dataset["sample_index"]
     added = {tuple(w) for w in faster.train_dataset["sample_index"]} - forward
-    assert added and all({b - a for a, b in zip(w, w[1:])} == {2} for w in added)
+    assert added and all({b - a for a, b in zip(w, w[1:], strict=False)} == {2} for w in added)
     split = json.loads((tmp_path / "faster" / "training_summary.json").read_text())["split"]
     assert split.endswith("training passes also at 2x speed")
     # Stage 1 aligns single samples, which have no direction: the option is refused there, not ignored.
