@@ -10,7 +10,7 @@ Takes `wmlm benchmark`'s arguments (in_scenario, multi_site, and at least one au
 `reversed_train_windows`, `faster_train_windows`), which it gives to the multi-site model alone. Prints validation
 and test top-1 (mean of the 3 steps) per scenario and their mean for the benchmark's WMLM ensemble (the fine-tuned
 members beside the multi-site model as it is); BENCHMARKS.md, "Time reversal in the multi-site stage alone" and
-"Faster passes in the multi-site stage". The multi-site model comes from the cache when `wmlm benchmark` with the
+"Faster passes as extra training windows". The multi-site model comes from the cache when `wmlm benchmark` with the
 same augmentation has trained it there.
 """
 
