@@ -86,6 +86,7 @@ class DeepSense6GConfig(datasets.BuilderConfig):
         if not self.scenario_paths and self.data_dir:  # datasets' own way to point a builder at its files
             self.scenario_paths = (self.data_dir,)
         self.scenario_paths = tuple(os.path.expanduser(str(p)) for p in self.scenario_paths)
+        augmentations = [name for name in ("reversed_train_windows", "faster_train_windows") if getattr(self, name)]
         checks = [
             (self.split_mode in SPLIT_MODES, f"split_mode must be one of {SPLIT_MODES}, got {self.split_mode!r}"),
             (min(self.history_len, self.horizon, self.stride) > 0,
@@ -94,15 +95,12 @@ class DeepSense6GConfig(datasets.BuilderConfig):
              f"split_fractions must be (train, validation, test) summing to 1, got {self.split_fractions}"),
             (self.split_mode != "cross_scenario" or (self.train_scenarios and self.test_scenarios),
              "split_mode='cross_scenario' needs train_scenarios and test_scenarios"),
-            (not (self.reversed_train_windows and self.name == "samples"),
-             "reversed_train_windows reads windows backwards; the 'samples' config (stage 1's single samples) has "
-             "none: drop it there, or use a windowed config"),
             (all(isinstance(k, int) and k >= 2 for k in self.faster_train_windows),
              f"faster_train_windows are row steps of at least 2 (1 is the windows as measured), got "
              f"{self.faster_train_windows}"),
-            (not (self.faster_train_windows and self.name == "samples"),
-             "faster_train_windows takes windows of every k-th row; the 'samples' config (stage 1's single samples) "
-             "has none: drop it there, or use a windowed config"),
+            (not (augmentations and self.name == "samples"),
+             f"{' and '.join(augmentations)} add training windows; the 'samples' config (stage 1's single samples) "
+             f"has none: drop it there, or use a windowed config"),
         ]
         for ok, message in checks:
             if not ok:
