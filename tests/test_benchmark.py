@@ -493,3 +493,35 @@ def test_multi_site_as_is_scores_the_few_shot_adapters_beside_their_source(twin,
     assert scored["twin4 seed 0, fine-tuned"] == \
         f"validation {record['validation_top1']:.3f}, test {np.mean(record['top1']):.3f}"
     assert {"twin4 seed 0, as it is", "twin4 seed 0, fine-tuned + as it is"} < set(scored)
+
+
+def test_aligned_source_starts_the_multi_site_model_from_stage_1_on_its_training_passes(twin, tmp_path, capsys,
+                                                                                        monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import aligned_source
+
+    argv = ["--data_dir", str(twin), "--seeds", "0", *FAST, "--output_dir", str(tmp_path)]
+    args = benchmark.BenchmarkArguments(data_dir=[str(twin)], seeds=[0], preset="wmlm-tiny", output_dir=str(tmp_path))
+    source = next(benchmark.tasks(args, benchmark.wmlm_config(args))).source
+    samples = aligned_source.training_samples(source, 0, str(tmp_path / "cache"), num_beams=64)
+    for split in ("train", "validation"):  # stage 1 sees the passes the multi-site model trains and validates on
+        assert set(zip(samples[split]["scenario"], samples[split]["seq_index"], strict=True)) == \
+            set(zip(source.splits["hard"][split]["scenario"], source.splits["hard"][split]["seq_index"], strict=True))
+
+    aligned, starts = [], []
+    align, trainer = aligned_source.align, benchmark.wmlm_trainer
+    monkeypatch.setattr(aligned_source, "align", lambda *a: aligned.append(align(*a)) or aligned[-1])
+    monkeypatch.setattr(benchmark, "wmlm_trainer", lambda model, *a, **k: starts.append(
+        {k: v.clone() for k, v in model.state_dict().items()}) or trainer(model, *a, **k))
+    aligned_source.main(argv)
+    (alignment,) = aligned
+    beam = alignment.encoders.encoders["beam"].state_dict()
+    for name, value in beam.items():  # stage 2's first model starts from stage 1's beam encoder
+        assert torch.equal(starts[0][f"wmlm.encoders.encoders.beam.{name}"], value)
+    assert not all(torch.equal(start[f"wmlm.encoders.encoders.beam.{name}"], value)  # then trains it
+                   for start in starts[1:] for name, value in beam.items())
+    summary = json.loads((tmp_path / "aligned-multi-site-0" / "training_summary.json").read_text())
+    assert summary["datasets"] == ["twin1", "twin4"] and "seed 0" in summary["split"]
+    assert "mean, multi-site stage from stage-1 encoders: validation" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--multi_site true"):
+        aligned_source.main([*argv, "--multi_site", "false"])

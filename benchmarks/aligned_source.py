@@ -1,0 +1,89 @@
+"""In-scenario WMLM whose multi-site model starts from stage-1 encoders instead of random ones: the issue's "stage-1
+alignment on all scenarios". Stage 1 (the preset's align recipe: beam anchor, power + GPS) trains on the same
+seed's training passes of every scenario, each scenario split on its own exactly as the benchmark splits it; the
+multi-site model (config_full.yaml) then starts from its beam encoder, and the benchmark's own in-scenario WMLM
+(fine-tuned members beside the multi-site model as it is) runs on it.
+
+    python benchmarks/aligned_source.py recipes/wmlm-small/benchmark/config.yaml --seeds 0 \
+        --output_dir outputs/exp_aligned_source
+
+Takes `wmlm benchmark`'s arguments (in_scenario, multi_site). Prints stage 1's validation retrieval, then validation
+and test top-1 (mean of the 3 steps) per scenario and their mean (BENCHMARKS.md, "Stage-1 alignment on all
+scenarios"). Not `wmlm align --data_dir ../shared/deepsense6g`: the builder draws every scenario's sequence order from
+one generator, so the scenarios after the first would split differently from the benchmark's one-scenario loads, and
+stage 1 would see some of their test passes.
+"""
+
+from pathlib import Path
+
+import datasets
+from multi_site_as_is import print_means, score_ensembles
+from transformers import TrainingArguments
+
+from dataset_scripts.deepsense6g import load_deepsense6g
+from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMForContrastiveAlignment, WMLMProcessor
+from wmlm import benchmark
+from wmlm.align import AlignmentTrainer, AlignModelArguments, retrieval_metrics
+from wmlm.data import SampleCollator, fit_normalization
+from wmlm.training import DataArguments, parse_arguments, save_final
+
+
+def training_samples(source: benchmark.Task, seed: int, cache_dir: str, num_beams: int) -> datasets.DatasetDict:
+    """The single samples of the source's training and validation passes: each scenario split on its own."""
+    loads = [load_deepsense6g([path], "samples", cache_dir=cache_dir, split_seed=seed, num_beams=num_beams,
+                              split_fractions=benchmark.IN_SCENARIO_FRACTIONS) for path in source.paths]
+    return datasets.DatasetDict({name: datasets.concatenate_datasets([load[name] for load in loads])
+                                 for name in ("train", "validation")})
+
+
+def align(source: benchmark.Task, args, seed: int) -> WMLMForContrastiveAlignment:
+    """Stage 1 under the preset's align recipe on the source's passes."""
+    recipe = benchmark.RECIPES / args.preset / "align" / "config.yaml"
+    model_args, _, training = parse_arguments((AlignModelArguments, DataArguments, TrainingArguments), [
+        str(recipe), "--modalities", *args.modalities, "--output_dir", str(Path(args.output_dir) / f"align-{seed}"),
+        "--seed", str(seed), "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true"])
+    config = WMLMConfig.from_preset(args.preset, modalities=model_args.modalities,
+                                    anchor_modality=model_args.anchor_modality)
+    samples = training_samples(source, seed, str(Path(args.output_dir) / "cache"), config.num_beams)
+    processor = WMLMProcessor.from_config(config)
+    model = WMLMForContrastiveAlignment(fit_normalization(processor, config, samples["train"]))
+    trainer = AlignmentTrainer(model=model, args=training, train_dataset=samples["train"],
+                               eval_dataset=samples["validation"], data_collator=SampleCollator(processor),
+                               compute_metrics=retrieval_metrics(model))
+    trainer.train()
+    print(f"stage 1, seed {seed}: {trainer.evaluate()}")
+    return trainer.model
+
+
+def aligned_multi_site_model(source: benchmark.Task, args, seed: int) -> str:
+    """The multi-site model trained from the aligned beam encoder, saved with its training summary; -> its folder."""
+    alignment = align(source, args, seed)
+    config = alignment.config.modalities_subset(args.wmlm_modalities)
+    model = WMLMForBeamPrediction(config).load_alignment_encoders(alignment)
+    processor = WMLMProcessor.from_config(config)
+    trainer = benchmark.wmlm_trainer(model, processor, source, args, "full", seed)
+    trainer.train()
+    folder = str(Path(args.output_dir) / f"aligned-multi-site-{seed}")
+    data = DataArguments(data_dir=source.paths, split_fractions=list(benchmark.IN_SCENARIO_FRACTIONS), split_seed=seed)
+    save_final(trainer, processor, folder, data, "stage 2 from stage-1 encoders, multi-site")
+    return folder
+
+
+def main(argv=None):
+    (args,) = parse_arguments((benchmark.BenchmarkArguments,), argv)
+    if args.protocol != "in_scenario" or not args.multi_site:
+        raise SystemExit("aligned_source replaces the in-scenario multi-site model: give --protocol in_scenario "
+                         "--multi_site true")
+    config, metrics, rows, sources = benchmark.wmlm_config(args), benchmark.load_metrics(), {}, {}
+    for task in benchmark.tasks(args, config):
+        if task.seed not in sources:
+            sources[task.seed] = aligned_multi_site_model(task.source, args, benchmark.source_seed(task, None))
+        # WMLM's source model is then this checkpoint, as wmlm_model_name_or_path makes it few-shot
+        args.wmlm_model_name_or_path = sources[task.seed]
+        score_ensembles(task, args, {"multi-site stage from stage-1 encoders": [benchmark.wmlm(task, args)]},
+                        metrics, rows)
+    print_means(rows)
+
+
+if __name__ == "__main__":
+    main()
