@@ -522,6 +522,8 @@ def test_aligned_source_starts_the_multi_site_model_from_stage_1_on_its_training
                    for start in starts[1:] for name, value in beam.items())
     summary = json.loads((tmp_path / "aligned-multi-site-0" / "training_summary.json").read_text())
     assert summary["datasets"] == ["twin1", "twin4"] and "seed 0" in summary["split"]
-    assert "mean, multi-site stage from stage-1 encoders: validation" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean, multi-site model from stage-1 encoders, as it is: validation" in out
+    assert "mean, the benchmark's WMLM from it: validation" in out
     with pytest.raises(SystemExit, match="--multi_site true"):
         aligned_source.main([*argv, "--multi_site", "false"])
