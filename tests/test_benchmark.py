@@ -1,6 +1,7 @@
 """`wmlm benchmark` end to end on a small twin: every method scored on the same windows, the documented schema."""
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -502,11 +503,12 @@ def test_aligned_source_starts_the_multi_site_model_from_stage_1_on_its_training
 
     argv = ["--data_dir", str(twin), "--seeds", "0", *FAST, "--output_dir", str(tmp_path)]
     args = benchmark.BenchmarkArguments(data_dir=[str(twin)], seeds=[0], preset="wmlm-tiny", output_dir=str(tmp_path))
-    source = next(benchmark.tasks(args, benchmark.wmlm_config(args))).source
-    samples = aligned_source.training_samples(source, 0, str(tmp_path / "cache"), num_beams=64)
-    for split in ("train", "validation"):  # stage 1 sees the passes the multi-site model trains and validates on
-        assert set(zip(samples[split]["scenario"], samples[split]["seq_index"], strict=True)) == \
-            set(zip(source.splits["hard"][split]["scenario"], source.splits["hard"][split]["seq_index"], strict=True))
+    for seed in (0, 1):  # stage 1 sees the passes the multi-site model trains and validates on, seed by seed
+        source = next(benchmark.tasks(replace(args, seeds=[seed]), benchmark.wmlm_config(args))).source
+        samples = aligned_source.training_samples(source, str(tmp_path / "cache"), num_beams=64)
+        for split in ("train", "validation"):
+            assert set(zip(samples[split]["scenario"], samples[split]["seq_index"], strict=True)) == set(zip(
+                source.splits["hard"][split]["scenario"], source.splits["hard"][split]["seq_index"], strict=True))
 
     aligned, starts = [], []
     align, trainer = aligned_source.align, benchmark.wmlm_trainer
@@ -525,5 +527,13 @@ def test_aligned_source_starts_the_multi_site_model_from_stage_1_on_its_training
     out = capsys.readouterr().out
     assert "mean, multi-site model from stage-1 encoders, as it is: validation" in out
     assert "mean, the benchmark's WMLM from it: validation" in out
+
+    reuse = [*argv[:-1], str(tmp_path / "reused"), "--reuse_from", str(tmp_path)]
+    aligned_source.main(reuse)  # the same multi-site model, nothing aligned or trained before fine-tuning
+    assert len(aligned) == 1 and [line for line in capsys.readouterr().out.splitlines() if "as it is" in line] == \
+        [line for line in out.splitlines() if "as it is" in line]
+    shutil.copytree(tmp_path / "aligned-multi-site-0", tmp_path / "aligned-multi-site-1")
+    with pytest.raises(SystemExit, match="seed 0.*not on.*seed 1"):  # a model of another split is refused
+        aligned_source.main([*reuse, "--seeds", "1"])
     with pytest.raises(SystemExit, match="--multi_site true"):
         aligned_source.main([*argv, "--multi_site", "false"])
