@@ -66,7 +66,7 @@ def align(source: benchmark.Task, args, seed: int) -> WMLMForContrastiveAlignmen
                                eval_dataset=samples["validation"], data_collator=SampleCollator(processor),
                                compute_metrics=retrieval_metrics(model))
     trainer.train()
-    print(f"stage 1, seed {seed}: {trainer.evaluate()}")
+    print(f"stage 1, split seed {source.seed}, training seed {seed}: {trainer.evaluate()}")
     return trainer.model
 
 
