@@ -29,11 +29,10 @@ from multi_site_as_is import print_means, score_ensembles
 from transformers import TrainingArguments
 
 from dataset_scripts.deepsense6g import load_deepsense6g
-from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMForContrastiveAlignment, WMLMProcessor
+from modeling_wmlm import WMLMForBeamPrediction, WMLMForContrastiveAlignment, WMLMProcessor
 from wmlm import benchmark
-from wmlm.align import AlignmentTrainer, AlignModelArguments, retrieval_metrics
-from wmlm.data import SampleCollator, fit_normalization
-from wmlm.training import TRAINING_SUMMARY, DataArguments, parse_arguments, save_final
+from wmlm.align import AlignModelArguments, alignment_config, alignment_trainer
+from wmlm.training import TRAINING_SUMMARY, DataArguments, parse_arguments, save_final, split_description
 
 
 @dataclass
@@ -57,17 +56,17 @@ def align(source: benchmark.Task, args, seed: int) -> WMLMForContrastiveAlignmen
     model_args, _, training = parse_arguments((AlignModelArguments, DataArguments, TrainingArguments), [
         str(recipe), "--modalities", *args.modalities, "--output_dir", str(Path(args.output_dir) / f"align-{seed}"),
         "--seed", str(seed), "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true"])
-    config = WMLMConfig.from_preset(args.preset, modalities=model_args.modalities,
-                                    anchor_modality=model_args.anchor_modality)
-    samples = training_samples(source, str(Path(args.output_dir) / "cache"), config.num_beams)
-    processor = WMLMProcessor.from_config(config)
-    model = WMLMForContrastiveAlignment(fit_normalization(processor, config, samples["train"]))
-    trainer = AlignmentTrainer(model=model, args=training, train_dataset=samples["train"],
-                               eval_dataset=samples["validation"], data_collator=SampleCollator(processor),
-                               compute_metrics=retrieval_metrics(model))
+    samples = training_samples(source, str(Path(args.output_dir) / "cache"), alignment_config(model_args).num_beams)
+    trainer = alignment_trainer(model_args, samples, training)[0]
     trainer.train()
     print(f"stage 1, split seed {source.seed}, training seed {seed}: {trainer.evaluate()}")
     return trainer.model
+
+
+def data_arguments(source: benchmark.Task) -> DataArguments:
+    """The source's data as the training summary records them: each scenario split in_scenario with its seed."""
+    return DataArguments(data_dir=source.paths, split_fractions=list(benchmark.IN_SCENARIO_FRACTIONS),
+                         split_seed=source.seed)
 
 
 def model_folder(output_dir: str, source: benchmark.Task) -> Path:
@@ -83,9 +82,7 @@ def aligned_multi_site_model(source: benchmark.Task, args, seed: int) -> str:
     trainer = benchmark.wmlm_trainer(model, processor, source, args, "full", seed)
     trainer.train()
     folder = str(model_folder(args.output_dir, source))
-    data = DataArguments(data_dir=source.paths, split_fractions=list(benchmark.IN_SCENARIO_FRACTIONS),
-                         split_seed=source.seed)
-    save_final(trainer, processor, folder, data, "stage 2 from stage-1 encoders, multi-site")
+    save_final(trainer, processor, folder, data_arguments(source), "stage 2 from stage-1 encoders, multi-site")
     return folder
 
 
@@ -95,7 +92,7 @@ def reused_model(folder: Path, source: benchmark.Task) -> str:
         raise SystemExit(f"{folder} holds no aligned multi-site model: run once without --reuse_from")
     summary = json.loads((folder / TRAINING_SUMMARY).read_text())
     expected = {"datasets": [Path(path).name for path in source.paths],
-                "split": f"in_scenario {list(benchmark.IN_SCENARIO_FRACTIONS)} by whole sequence, seed {source.seed}"}
+                "split": split_description(data_arguments(source))}
     found = {key: summary[key] for key in expected}
     if found != expected:
         raise SystemExit(f"{folder} was trained on {found}, not on {expected}: reuse a run of the same data and seeds")

@@ -75,10 +75,19 @@ def retrieval_metrics(model: WMLMForContrastiveAlignment, ks=(1, 5)):
 
 
 def build_trainer(model_args: AlignModelArguments, data_args: DataArguments, training_args: TrainingArguments):
+    data = load_splits(data_args, "samples", training_args, num_beams=alignment_config(model_args).num_beams)
+    return alignment_trainer(model_args, data, training_args)
+
+
+def alignment_config(model_args: AlignModelArguments) -> WMLMConfig:
+    return WMLMConfig.from_preset(model_args.preset, modalities=model_args.modalities,
+                                  anchor_modality=model_args.anchor_modality)
+
+
+def alignment_trainer(model_args: AlignModelArguments, data, training_args: TrainingArguments):
+    """-> (the trainer, the processor) on the builder's `samples` splits, normalisation fitted on training alone."""
     set_seed(training_args.seed)
-    config = WMLMConfig.from_preset(model_args.preset, modalities=model_args.modalities,
-                                    anchor_modality=model_args.anchor_modality)
-    data = load_splits(data_args, "samples", training_args, num_beams=config.num_beams)
+    config = alignment_config(model_args)
     processor = WMLMProcessor.from_config(config)
     config = fit_normalization(processor, config, data["train"])
     model = WMLMForContrastiveAlignment(config)

@@ -150,9 +150,7 @@ def training_summary(trainer, data_args: DataArguments, stage: str) -> dict:
     return {
         "stage": stage,
         "datasets": [folder.name for folder in discover_scenarios(data_args.data_dir, extract=str)],
-        "split": f"{data_args.split_mode} {data_args.split_fractions} by whole sequence, seed {data_args.split_seed}"
-                 + ("; training passes also read backwards in time" if data_args.reversed_train_windows else "")
-                 + "".join(f"; training passes also at {k}x speed" for k in data_args.faster_train_windows),
+        "split": split_description(data_args),
         "train_fraction": data_args.train_fraction,
         "num_parameters": trainer.model.num_parameters(),
         "trainable_parameters": trainer.model.num_parameters(only_trainable=True),
@@ -163,6 +161,13 @@ def training_summary(trainer, data_args: DataArguments, stage: str) -> dict:
         "hardware": f"{args.world_size} x {args.device.type}, torch {torch.__version__}",
         "train_runtime_s": runtime,
     }
+
+
+def split_description(data_args: DataArguments) -> str:
+    """The training summary's words for how the data were split and augmented."""
+    return (f"{data_args.split_mode} {data_args.split_fractions} by whole sequence, seed {data_args.split_seed}"
+            + ("; training passes also read backwards in time" if data_args.reversed_train_windows else "")
+            + "".join(f"; training passes also at {k}x speed" for k in data_args.faster_train_windows))
 
 
 def take_hub_push(training_args: TrainingArguments) -> str | None:
