@@ -537,3 +537,22 @@ def test_aligned_source_starts_the_multi_site_model_from_stage_1_on_its_training
         aligned_source.main([*reuse, "--seeds", "1"])
     with pytest.raises(SystemExit, match="--multi_site true"):
         aligned_source.main([*argv, "--multi_site", "false"])
+
+
+def test_beam_extrapolation_extends_the_track_and_finds_the_sub_beam_centroid():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import beam_extrapolation
+
+    track = np.array([[0.0, 1, 2, 3, 4], [9, 7, 5, 3, 1]])
+    np.testing.assert_allclose(beam_extrapolation.line_forecast(track, 3), [[5, 6, 7], [-1, -3, -5]], atol=1e-9)
+    np.testing.assert_allclose(beam_extrapolation.line_forecast(track, 2, damping=0.5), [[4.5, 5], [0, -1]], atol=1e-9)
+    power = np.full((1, 2, 64), 1e-6)
+    power[0, :, 10] = 1.0
+    power[0, 0, [9, 11]] = 0.5  # symmetric: the centroid is the best beam
+    power[0, 1, 11] = 10 ** -0.1  # a neighbour 1 dB down on one side: weights 1 and e^-1 at 1 dB temperature
+    np.testing.assert_allclose(beam_extrapolation.centroids(power)[0], [10, 10 + np.exp(-1) / (1 + np.exp(-1))],
+                               atol=1e-6)
+    future = np.zeros((2, 3, 64))
+    future[0, :, [5, 6, 7]] = np.eye(3)  # the best beams 5, 6, 7, then 0, 0, 0
+    np.testing.assert_allclose(beam_extrapolation.top1_per_step(np.array([[5.2, 6.4, 9], [-1, -3, -5]]), future),
+                               [1, 1, 0.5])
