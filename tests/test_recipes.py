@@ -15,6 +15,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoProcessor, TrainerCallback, TrainingArguments
 
+from dataset_scripts.deepsense6g import load_deepsense6g
 from dataset_scripts.digital_twin import generate_scenarios
 from modeling_wmlm import WMLMForBeamPrediction, WMLMForContrastiveAlignment
 from wmlm import adapt, align, cli
@@ -135,6 +136,37 @@ def test_align_then_full_then_lora_then_merge(twin, tmp_path):
     torch.testing.assert_close(logits(WMLMForBeamPrediction.from_pretrained(merged), batch), expected,
                                rtol=1e-5, atol=1e-5)
     assert AutoProcessor.from_pretrained(merged).feature_extractor.horizon == 3
+
+
+def passes(split) -> set:
+    return set(zip(split["scenario"], split["seq_index"], strict=True))
+
+
+def test_a_checkpoint_that_may_have_trained_on_the_held_out_passes_is_refused(twin, tmp_path, caplog):
+    """A scenario's split depends on the scenarios loaded with it and on the split settings, so stage 2 may start from
+    a checkpoint only on the very same split, or on scenarios the checkpoint never trained on."""
+    stage1 = tmp_path / "align"
+    align.main([str(ROOT / "recipes/wmlm-tiny/align/config.yaml"), *common(twin, tmp_path, "twin1", "twin3", steps=1),
+                "--output_dir", str(stage1)])
+    both = load_deepsense6g([str(twin / "twin1"), str(twin / "twin3")], cache_dir=str(twin / "cache"))
+    alone = load_deepsense6g([str(twin / "twin3")], cache_dir=str(twin / "cache"))
+    assert passes(alone["test"]) & passes(both["train"])  # the leak the check is for is real on this data
+
+    recipe = [str(ROOT / "recipes/wmlm-tiny/adapt/config_full.yaml"), "--model_name_or_path", str(stage1),
+              "--output_dir", str(tmp_path / "adapt")]
+    for refused in (common(twin, tmp_path, "twin3"),  # fewer scenarios: twin3 splits otherwise
+                    [*common(twin, tmp_path, "twin1", "twin3"), "--split_seed", "1"],
+                    [*common(twin, tmp_path, "twin3", "twin4"), "--split_mode", "cross_scenario", "--train_scenarios",
+                     "twin4", "--validation_scenarios", "twin4", "--test_scenarios", "twin3"]):
+        with pytest.raises(ValueError, match=r"trained on passes of \[.*'twin3'\].*Some may be.*same data_dir list"):
+            adapt.main([*recipe, *refused])
+    assert not (tmp_path / "adapt").exists()
+
+    summary = stage1 / "training_summary.json"
+    summary.write_text(json.dumps({k: v for k, v in json.loads(summary.read_text()).items() if k != "split_settings"}))
+    with caplog.at_level("WARNING"):
+        adapt.main([*recipe, *common(twin, tmp_path, "twin3", steps=1)])  # an older summary: a warning, not a stop
+    assert "nothing shows that it never trained on this run's validation or test passes" in caplog.text
 
 
 def test_augmented_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tmp_path):

@@ -31,6 +31,7 @@ from .training import (
     SaveProcessorCallback,
     load_splits,
     parse_arguments,
+    refuse_seen_held_out,
     resume_checkpoint,
     save_final,
     take_hub_push,
@@ -115,6 +116,8 @@ def power_metrics(prediction) -> dict:
 
 def build_trainer(model_args: AdaptModelArguments, data_args: DataArguments, training_args: TrainingArguments):
     set_seed(training_args.seed)
+    if model_args.model_name_or_path:
+        refuse_seen_held_out(model_args.model_name_or_path, data_args)
     config = initial_config(model_args)
     data = load_splits(data_args, model_args.task, training_args, **window_kwargs(config))
     model, processor = initial_model(model_args, config, data["train"])

@@ -97,6 +97,7 @@ def training_text(folder: Path) -> str:
     if not path.is_file():
         return "No training summary was saved with this folder."
     summary = json.loads(path.read_text())
+    summary.pop("split_settings", None)  # for the checks; "split" words it for people
     shown = {key: ", ".join(map(str, value)) if isinstance(value, list) else value for key, value in summary.items()}
     return "\n".join(f"- **{key.replace('_', ' ')}:** {value}" for key, value in shown.items())
 

@@ -5,9 +5,11 @@ resumes, logs to TensorBoard and evaluates; nothing here re-implements any of th
 """
 
 import json
+import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -17,9 +19,14 @@ from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from dataset_scripts.deepsense6g import load_deepsense6g
-from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
+from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios, scenario_name
+
+logger = logging.getLogger(__name__)
 
 TRAINING_SUMMARY = "training_summary.json"  # beside the final model; the model card reads it
+# What decides which split a pass falls in, besides the scenarios loaded with it.
+SPLIT_SETTINGS = ("split_mode", "split_fractions", "split_seed", "train_scenarios", "validation_scenarios",
+                  "test_scenarios")
 
 
 @dataclass
@@ -149,8 +156,9 @@ def training_summary(trainer, data_args: DataArguments, stage: str) -> dict:
     runtime = next((log["train_runtime"] for log in reversed(state.log_history) if "train_runtime" in log), None)
     return {
         "stage": stage,
-        "datasets": [folder.name for folder in discover_scenarios(data_args.data_dir, extract=str)],
+        "datasets": dataset_names(data_args),
         "split": split_description(data_args),
+        "split_settings": split_settings(data_args),
         "train_fraction": data_args.train_fraction,
         "num_parameters": trainer.model.num_parameters(),
         "trainable_parameters": trainer.model.num_parameters(only_trainable=True),
@@ -163,11 +171,61 @@ def training_summary(trainer, data_args: DataArguments, stage: str) -> dict:
     }
 
 
+def dataset_names(data_args: DataArguments) -> list[str]:
+    return [folder.name for folder in discover_scenarios(data_args.data_dir, extract=str)]
+
+
+def split_settings(data_args: DataArguments) -> dict:
+    return {key: value for key, value in asdict(data_args).items() if key in SPLIT_SETTINGS}
+
+
+def split_words(settings: dict) -> str:
+    if settings["split_mode"] == "cross_scenario":
+        return (f"cross_scenario: training on {settings['train_scenarios']}, validation on "
+                f"{settings['validation_scenarios']}, test on {settings['test_scenarios']}")
+    return f"in_scenario {settings['split_fractions']} by whole sequence, seed {settings['split_seed']}"
+
+
 def split_description(data_args: DataArguments) -> str:
     """The training summary's words for how the data were split and augmented."""
-    return (f"{data_args.split_mode} {data_args.split_fractions} by whole sequence, seed {data_args.split_seed}"
+    return (split_words(split_settings(data_args))
             + ("; training passes also read backwards in time" if data_args.reversed_train_windows else "")
             + "".join(f"; training passes also at {k}x speed" for k in data_args.faster_train_windows))
+
+
+def refuse_seen_held_out(path: str, data_args: DataArguments):
+    """Refuses to train on from a checkpoint that may have trained on this run's validation or test passes.
+
+    A scenario's in-scenario split depends on the split settings and on the scenarios loaded with it (one generator
+    draws their passes in turn), so a checkpoint trained on a scenario is safe there only on the very same split.
+    """
+    file = Path(path) / TRAINING_SUMMARY
+    summary = json.loads(file.read_text()) if file.is_file() else {}
+    if "split_settings" not in summary:
+        logger.warning(f"{path} has no {TRAINING_SUMMARY} with split_settings (wmlm writes one beside each final "
+                       f"model), so nothing shows that it never trained on this run's validation or test passes")
+        return
+    then, names_then = summary["split_settings"], sorted(summary["datasets"])
+    now, names_now = split_settings(data_args), sorted(dataset_names(data_args))
+    overlap = sorted(trained_scenarios(then, names_then) & held_out_scenarios(now, names_now))
+    if overlap and (then, names_then) != (now, names_now):
+        raise ValueError(
+            f"{path} trained on passes of {overlap}: of {names_then}, {split_words(then)} ({file}). This run holds "
+            f"passes of them out for validation or test: of {names_now}, {split_words(now)}. Some may be among the "
+            f"checkpoint's training passes. Train on the same data_dir list and split settings as the checkpoint, or "
+            f"on scenarios it never trained on")
+
+
+def trained_scenarios(settings: dict, datasets_names: list[str]) -> set[str]:
+    if settings["split_mode"] == "cross_scenario":
+        return set(map(scenario_name, settings["train_scenarios"]))
+    return set(datasets_names) if settings["split_fractions"][0] > 0 else set()
+
+
+def held_out_scenarios(settings: dict, datasets_names: list[str]) -> set[str]:
+    if settings["split_mode"] == "cross_scenario":
+        return set(map(scenario_name, settings["validation_scenarios"] + settings["test_scenarios"]))
+    return set(datasets_names) if sum(settings["split_fractions"][1:]) > 0 else set()
 
 
 def take_hub_push(training_args: TrainingArguments) -> str | None:
