@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from peft import PeftModel
@@ -196,6 +197,21 @@ def test_augmented_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tm
     with pytest.raises(ValueError, match="faster_train_windows .* 'samples' config"):
         align.main([*align_recipe, "--output_dir", str(tmp_path / "align"), "--faster_train_windows", "2"])
     assert not (tmp_path / "align" / "model.safetensors").exists()
+
+
+def test_soft_labels_train_on_the_future_power_and_validate_on_the_best_beam(twin, tmp_path):
+    recipe = [str(ROOT / "recipes/wmlm-tiny/adapt/config_full.yaml"), *common(twin, tmp_path, "twin1", steps=2),
+              "--model_name_or_path", ""]
+    hard = adapt.main([*recipe, "--output_dir", str(tmp_path / "hard")])
+    soft = adapt.main([*recipe, "--output_dir", str(tmp_path / "soft"), "--soft_labels", "true"])
+    assert soft.train_dataset["sample_index"] == hard.train_dataset["sample_index"]
+    power = np.array(soft.train_dataset["labels"])  # (windows, horizon, beams)
+    assert power.shape[1:] == (3, 64)
+    np.testing.assert_array_equal(power.argmax(-1), np.array(hard.train_dataset["labels"]))
+    assert soft.eval_dataset["labels"] == hard.eval_dataset["labels"]  # validation scores the best beam
+    with pytest.raises(ValueError, match="soft_labels is for task beam_prediction"):
+        adapt.main([*recipe, "--output_dir", str(tmp_path / "power"), "--task", "power_forecast",
+                    "--soft_labels", "true"])
 
 
 class StepRecorder(TrainerCallback):
