@@ -110,6 +110,8 @@ def test_wmlm_trains_with_its_preset_recipe(task, tmp_path):
     with pytest.raises(ValueError, match="takes key=value, got 'per_device_train_batch_size'"):
         benchmark.recipe_arguments(replace(args, wmlm_recipe_overrides=["per_device_train_batch_size"]), "full",
                                    task, 0)
+    with pytest.raises(ValueError, match="the benchmark's own --soft_labels"):
+        benchmark.recipe_arguments(replace(args, wmlm_recipe_overrides=["soft_labels=true"]), "full", task, 0)
 
 
 def test_cross_scenario_validates_on_whole_sequences_and_tests_the_held_out_site(twin, tmp_path):

@@ -534,6 +534,9 @@ def recipe_arguments(args, mode: str, task: Task, seed: int) -> tuple[AdaptModel
         overrides += [f"--{key}", value]
     model_args, _, training = parse_arguments((AdaptModelArguments, DataArguments, TrainingArguments),
                                               [str(recipe), *overrides])
+    if model_args.soft_labels:  # the benchmark labels its windows itself, so the recipe's choice would go unused
+        raise ValueError(f"{recipe} or wmlm_recipe_overrides set soft_labels, which the benchmark does not read: "
+                         f"choose with the benchmark's own --soft_labels (now {args.soft_labels})")
     return model_args, training
 
 
