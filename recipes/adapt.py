@@ -4,6 +4,8 @@
 """
 
 from wmlm.adapt import main
+from wmlm.training import finish_rank
 
 if __name__ == "__main__":
     main()
+    finish_rank()

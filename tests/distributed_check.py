@@ -15,7 +15,7 @@ import torch
 from transformers import TrainingArguments
 
 from wmlm.align import AlignModelArguments, build_trainer
-from wmlm.training import DataArguments, parse_arguments
+from wmlm.training import DataArguments, finish_rank, parse_arguments
 
 
 def main():
@@ -49,3 +49,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    finish_rank()

@@ -284,6 +284,17 @@ def test_two_processes_see_different_shards_and_gather_negatives(twin, tmp_path)
 
 
 @pytest.mark.multiprocess
+@pytest.mark.parametrize("finish_rank", [False, True])
+def test_a_rank_ends_cleanly_while_a_gloo_thread_still_runs_python(finish_rank):
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(ROOT / "tests/late_gloo_work.py"), *(["--finish_rank"] if finish_rank else [])],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    aborted = "terminate called without an active exception" in result.stderr
+    # Without finish_rank() the rank aborts after its work is done: the failure the stage scripts end with it for.
+    assert (result.returncode, aborted) == ((0, False) if finish_rank else (1, True)), result.stderr[-2000:]
+
+
+@pytest.mark.multiprocess
 def test_two_process_ddp_recipes(twin, tmp_path):
     env = {"ACCELERATE_USE_CPU": "1"}
     launch(MULTI_CPU, str(ROOT / "recipes/align.py"), str(ROOT / "recipes/wmlm-tiny/align/config.yaml"),

@@ -29,6 +29,7 @@ from .hub import push
 from .training import (
     DataArguments,
     SaveProcessorCallback,
+    finish_rank,
     load_splits,
     parse_arguments,
     refuse_seen_held_out,
@@ -186,3 +187,4 @@ def merge(argv=None):
 
 if __name__ == "__main__":
     main()
+    finish_rank()

@@ -19,6 +19,7 @@ from .hub import push
 from .training import (
     DataArguments,
     SaveProcessorCallback,
+    finish_rank,
     load_splits,
     parse_arguments,
     resume_checkpoint,
@@ -117,3 +118,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    finish_rank()

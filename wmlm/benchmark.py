@@ -34,7 +34,7 @@ from modeling_wmlm.modeling_wmlm import log_minmax, power_soft_targets
 
 from .adapt import AdaptModelArguments, prepare_model
 from .data import WindowCollator, fit_normalization, window_kwargs
-from .training import TRAINING_SUMMARY, DataArguments, parse_arguments, save_final, sequence_fraction
+from .training import TRAINING_SUMMARY, DataArguments, finish_rank, parse_arguments, save_final, sequence_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS, RECIPES = ROOT / "metrics", ROOT / "recipes"
@@ -873,3 +873,4 @@ def in_scenario_ratio_table(records: list[dict], in_scenario: list[dict]) -> str
 
 if __name__ == "__main__":
     main()
+    finish_rank()

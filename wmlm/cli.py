@@ -7,6 +7,7 @@ Under `accelerate launch`, run the scripts in recipes/ (or `python -m wmlm.align
 import sys
 
 from . import adapt, align, benchmark, hub
+from .training import finish_rank
 
 COMMANDS = {
     "align": (align.main, "stage 1: contrastive alignment of the modality encoders"),
@@ -26,6 +27,7 @@ def main(argv=None):
         raise SystemExit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
     command, _ = COMMANDS[argv[0]]
     command(argv[1:])
+    finish_rank()  # the process's entry point: a launched rank ends here
 
 
 if __name__ == "__main__":
