@@ -100,7 +100,8 @@ def test_wmlm_trains_with_its_preset_recipe(task, tmp_path):
     full = benchmark.recipe_arguments(args, "full", task, seed=7)[1]
     lora_model, lora = benchmark.recipe_arguments(args, "lora", task, seed=7)
     assert (full.learning_rate, full.num_train_epochs, full.seed, full.report_to) == (1e-3, 15, 7, [])
-    assert lora_model.mode == "lora" and lora_model.lora_r == 8
+    assert lora_model.mode == "lora" and lora_model.lora_r == 8 and lora_model.soft_labels == args.soft_labels
+    assert not benchmark.recipe_arguments(replace(args, soft_labels=False), "full", task, 0)[0].soft_labels
     assert str(tmp_path) in full.output_dir and full.output_dir != lora.output_dir
     with pytest.raises(FileNotFoundError, match="recipes/wmlm-base/adapt/config_full.yaml"):
         benchmark.recipe_arguments(benchmark.BenchmarkArguments(data_dir=["x"], preset="wmlm-base"), "full", task, 0)

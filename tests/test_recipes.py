@@ -202,16 +202,15 @@ def test_augmented_train_windows_reach_the_adapt_recipe_and_its_summary(twin, tm
 def test_soft_labels_train_on_the_future_power_and_validate_on_the_best_beam(twin, tmp_path):
     recipe = [str(ROOT / "recipes/wmlm-tiny/adapt/config_full.yaml"), *common(twin, tmp_path, "twin1", steps=2),
               "--model_name_or_path", ""]
-    hard = adapt.main([*recipe, "--output_dir", str(tmp_path / "hard")])
-    soft = adapt.main([*recipe, "--output_dir", str(tmp_path / "soft"), "--soft_labels", "true"])
+    hard = adapt.main([*recipe, "--output_dir", str(tmp_path / "hard"), "--soft_labels", "false"])
+    soft = adapt.main([*recipe, "--output_dir", str(tmp_path / "soft")])  # the recipes' default
     assert soft.train_dataset["sample_index"] == hard.train_dataset["sample_index"]
     power = np.array(soft.train_dataset["labels"])  # (windows, horizon, beams)
     assert power.shape[1:] == (3, 64)
     np.testing.assert_array_equal(power.argmax(-1), np.array(hard.train_dataset["labels"]))
     assert soft.eval_dataset["labels"] == hard.eval_dataset["labels"]  # validation scores the best beam
-    with pytest.raises(ValueError, match="soft_labels is for task beam_prediction"):
-        adapt.main([*recipe, "--output_dir", str(tmp_path / "power"), "--task", "power_forecast",
-                    "--soft_labels", "true"])
+    power = adapt.main([*recipe, "--output_dir", str(tmp_path / "power"), "--task", "power_forecast"])
+    np.testing.assert_array_equal(np.array(power.train_dataset["labels"]), np.array(soft.train_dataset["labels"]))
 
 
 class StepRecorder(TrainerCallback):

@@ -56,7 +56,8 @@ class AdaptModelArguments:
     soft_labels: bool = field(default=False, metadata={
         "help": "beam_prediction: train on the measured future power vectors as targets (a softmax over dB, the "
                 "config's beam_soft_label_temperature_db) instead of the best beam alone, as wmlm benchmark's WMLM "
-                "does; validation and test still score the best beam"})
+                "does; validation and test still score the best beam. power_forecast trains on the power vectors "
+                "either way"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
@@ -68,8 +69,6 @@ class AdaptModelArguments:
             raise ValueError(f"mode must be full or lora, got {self.mode!r}")
         if self.mode == "lora" and not self.model_name_or_path:
             raise ValueError("mode lora adapts a trained stage-2 model: give model_name_or_path")
-        if self.soft_labels and self.task != "beam_prediction":
-            raise ValueError(f"soft_labels is for task beam_prediction; {self.task} already trains on power vectors")
 
 
 def initial_config(model_args: AdaptModelArguments) -> WMLMConfig:
@@ -127,7 +126,7 @@ def build_trainer(model_args: AdaptModelArguments, data_args: DataArguments, tra
         refuse_seen_held_out(model_args.model_name_or_path, data_args)
     config = initial_config(model_args)
     data = load_splits(data_args, model_args.task, training_args, **window_kwargs(config))
-    if model_args.soft_labels:  # the same training windows, labelled with their measured future power vectors
+    if model_args.soft_labels and model_args.task == "beam_prediction":  # the same windows, future power as labels
         data["train"] = load_splits(data_args, "power_forecast", training_args, **window_kwargs(config))["train"]
     model, processor = initial_model(model_args, config, data["train"])
     model = prepare_model(model, model_args)

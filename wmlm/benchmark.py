@@ -527,16 +527,17 @@ def recipe_arguments(args, mode: str, task: Task, seed: int) -> tuple[AdaptModel
                  str(not torch.cuda.is_available())]
     if args.epochs is not None:
         overrides += ["--num_train_epochs", str(args.epochs)]
+    overrides += ["--soft_labels", str(args.soft_labels)]  # every method's windows get the same labels
     for override in args.wmlm_recipe_overrides:
         key, equals, value = override.partition("=")
         if not equals:
             raise ValueError(f"wmlm_recipe_overrides takes key=value, got {override!r}")
+        if key == "soft_labels":
+            raise ValueError("wmlm_recipe_overrides sets soft_labels, which would label WMLM's windows unlike the "
+                             f"baselines': choose with the benchmark's own --soft_labels (now {args.soft_labels})")
         overrides += [f"--{key}", value]
     model_args, _, training = parse_arguments((AdaptModelArguments, DataArguments, TrainingArguments),
                                               [str(recipe), *overrides])
-    if model_args.soft_labels:  # the benchmark labels its windows itself, so the recipe's choice would go unused
-        raise ValueError(f"{recipe} or wmlm_recipe_overrides set soft_labels, which the benchmark does not read: "
-                         f"choose with the benchmark's own --soft_labels (now {args.soft_labels})")
     return model_args, training
 
 
