@@ -559,3 +559,26 @@ def test_beam_extrapolation_extends_the_track_and_finds_the_sub_beam_centroid():
     future[0, :, [5, 6, 7]] = np.eye(3)  # the best beams 5, 6, 7, then 0, 0, 0
     np.testing.assert_allclose(beam_extrapolation.top1_per_step(np.array([[5.2, 6.4, 9], [-1, -3, -5]]), future),
                                [1, 1, 0.5])
+
+
+def test_power_level_cue_reads_the_speeds_and_the_level_that_log_minmax_divides_away():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import power_level_cue
+
+    assert power_level_cue.spearman(np.array([1.0, 2, 3, 4]), np.array([10.0, 40, 50, 90])) == pytest.approx(1)
+    assert power_level_cue.spearman(np.array([1.0, 2, 3, 4]), np.array([4.0, 3, 2, 1])) == pytest.approx(-1)
+    # Four windows: history speeds 1, 1, 2, 2 beams a step; future speeds 1, 2, 3, 4, rising with the level.
+    starts, history_speed, future_speed = np.array([10, 10, 10, 10]), np.array([1, 1, 2, 2]), np.array([1, 2, 3, 4])
+    history = starts[:, None] + history_speed[:, None] * np.arange(5)  # (4, 5) best beam per history step
+    future = history[:, -1:] + future_speed[:, None] * np.arange(1, 4)  # (4, 3)
+    levels_db = np.array([-12.0, -9, -6, -3])
+    power = np.full((4, 5, 64), 1e-3) * 10 ** (levels_db / 10)[:, None, None]  # 30 dB below each window's best
+    power[np.arange(4)[:, None], np.arange(5), history] = 10 ** (levels_db / 10)[:, None]
+    labels = np.eye(64)[future]  # (4, 3, 64): the future best beams
+    values = power_level_cue.correlations({"beam_power": power, "beam_index": history, "labels": labels})
+    assert values["windows"] == 4 and values["level 5-95% (dB)"] == "-11.6 to -3.5"  # interpolated percentiles
+    assert values["level ~ future speed"] == pytest.approx(1)
+    assert values["history speed ~ future speed"] == pytest.approx(0.894, abs=1e-3)  # ties in the history's speeds
+    # The line through the speeds is 2 * history - 0.5, leaving -0.5, 0.5, -0.5, 0.5: within each history speed the
+    # louder window moves faster, ranks 0-3 against 0.5, 2.5, 0.5, 2.5.
+    assert values["level ~ residual"] == pytest.approx(1 / np.sqrt(5))
