@@ -36,9 +36,9 @@ def correlations(split: dict) -> dict[str, float]:
     future = split["labels"].argmax(-1).astype(float)  # (N, horizon)
     history_speed = np.abs(history[:, -1] - history[:, 0]) / (history.shape[1] - 1)
     future_speed = np.abs(future[:, -1] - history[:, -1]) / future.shape[1]
-    last = torch.as_tensor(power[:, -1])
-    level = 10 * np.log10(np.maximum(power[:, -1].max(-1), 1e-12))
-    span = -relative_power_db(last).amin(-1).numpy()
+    last = power[:, -1]  # (N, B): the last history step
+    level = 10 * np.log10(np.maximum(last.max(-1), 1e-12))
+    span = -relative_power_db(torch.as_tensor(last)).amin(-1).numpy()
     residual = future_speed - np.poly1d(np.polyfit(history_speed, future_speed, 1))(history_speed)
     low, high = np.percentile(level, [5, 95])
     return {"windows": len(power), "level 5-95% (dB)": f"{low:.1f} to {high:.1f}",
