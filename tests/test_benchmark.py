@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from peft import PeftModel
 
 from dataset_scripts.digital_twin import generate_scenarios
 from modeling_wmlm import WMLMConfig
@@ -114,6 +115,22 @@ def test_wmlm_trains_with_its_preset_recipe(task, tmp_path):
     with pytest.raises(ValueError, match="the benchmark's own --soft_labels"):
         benchmark.recipe_arguments(replace(args, wmlm_recipe_overrides=["soft_labels=true"]), "full", task, 0)
 
+
+
+def test_wmlm_applies_its_recipe_model_settings(task, tmp_path):
+    args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", output_dir=str(tmp_path))
+
+    def trained(mode, args=args):  # the model as the benchmark's Trainer would train it
+        return benchmark.recipe_trainer(*benchmark.scratch_model(task, args), task, args, mode, 0).model
+
+    frozen = trained("finetune", replace(args, wmlm_recipe_overrides=["freeze_encoders=true"]))
+    assert not any(p.requires_grad for p in frozen.wmlm.encoders.parameters())
+    assert all(p.requires_grad for p in frozen.wmlm.layers.parameters())
+    assert all(p.requires_grad for p in frozen.beam_head.parameters())
+    assert all(p.requires_grad for p in trained("finetune").parameters())
+    lora = trained("lora")
+    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
+    assert isinstance(lora, PeftModel) and trainable and all("lora_" in name or "beam_head" in name for name in trainable)
 
 def test_cross_scenario_validates_on_whole_sequences_and_tests_the_held_out_site(twin, tmp_path):
     args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="cross_scenario")

@@ -413,11 +413,8 @@ def wmlm(task: Task, args) -> dict[str, np.ndarray]:
             trainer = wmlm_trainer(model, processor, task, args, "full", seed)
         else:
             base, processor = source_model(task, args)
-            if args.protocol == "few_shot":
-                lora, training = recipe_arguments(args, "lora", task, seed)
-                trainer = wmlm_trainer(prepare_model(base, lora), processor, task, args, "lora", seed, training)
-            else:
-                trainer = wmlm_trainer(base, processor, task, args, "finetune", seed)
+            trainer = recipe_trainer(base, processor, task, args, "lora" if args.protocol == "few_shot" else
+                                     "finetune", seed)
             trainer.train()
             if args.protocol == "few_shot":
                 save_adapter(trainer, processor, task, args, seed)
@@ -493,7 +490,7 @@ def trained_model(task: Task, args, seed: int):
     if (folder / "model.safetensors").is_file():
         return WMLMForBeamPrediction.from_pretrained(folder), WMLMProcessor.from_pretrained(folder)
     model, processor = scratch_model(task, args)
-    trainer = wmlm_trainer(model, processor, task, args, "full", seed)
+    trainer = recipe_trainer(model, processor, task, args, "full", seed)
     trainer.train()
     if PartialState().is_main_process:
         trainer.model.save_pretrained(folder)
@@ -539,6 +536,13 @@ def recipe_arguments(args, mode: str, task: Task, seed: int) -> tuple[AdaptModel
     model_args, _, training = parse_arguments((AdaptModelArguments, DataArguments, TrainingArguments),
                                               [str(recipe), *overrides])
     return model_args, training
+
+
+def recipe_trainer(model, processor, task: Task, args, mode: str, seed: int) -> Trainer:
+    """A Trainer that trains `model` as `wmlm adapt` would under config_{mode}.yaml: the recipe's model settings
+    (frozen encoders, a LoRA adapter) applied too, not its training arguments alone."""
+    recipe, training = recipe_arguments(args, mode, task, seed)
+    return wmlm_trainer(prepare_model(model, recipe), processor, task, args, mode, seed, training)
 
 
 def wmlm_trainer(model, processor, task: Task, args, mode: str, seed: int, training=None) -> Trainer:
