@@ -112,7 +112,8 @@ def main(argv=None):
     for name in args.sections:
         command, minutes, tables = SECTIONS[name]
         print(f"[{name}] {command} (about {minutes} min)", flush=True)
-        path.write_text(replace_section(path.read_text(), name, run_section(name, command, tables)))
+        section = run_section(name, command, tables)  # read the file after the run: edits made meanwhile are kept
+        path.write_text(replace_section(path.read_text(), name, section))
 
 
 if __name__ == "__main__":

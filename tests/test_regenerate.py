@@ -32,3 +32,14 @@ def test_missing_markers_and_failing_commands_are_named(tmp_path):
         regenerate.run_section("demo", "python -c \"raise SystemExit(3)\"")
     with pytest.raises(SystemExit, match=r"unknown sections \['latncy'\]"):
         regenerate.main(["--sections", "latncy"])
+
+
+def test_edits_made_while_a_section_runs_are_kept(tmp_path, monkeypatch):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("why it matters\n<!-- regenerate: demo -->\nold table\n<!-- /regenerate: demo -->\n")
+    edit = (f"import pathlib; p = pathlib.Path(r'{path}'); p.write_text(p.read_text().replace('why', 'edited: why'));"
+            " print('| a |')")
+    monkeypatch.setitem(regenerate.SECTIONS, "demo", (f'python -c "{edit}"', 1, None))
+    regenerate.main(["--sections", "demo", "--benchmarks_md", str(path)])
+    text = path.read_text()
+    assert text.startswith("edited: why it matters\n") and "| a |\n<!--" in text and "old table" not in text
