@@ -12,6 +12,7 @@ import pytest
 import torch
 from peft import PeftModel
 
+import modeling_wmlm
 from dataset_scripts.digital_twin import generate_scenarios
 from modeling_wmlm import WMLMConfig
 from wmlm import benchmark, cli
@@ -130,7 +131,8 @@ def test_wmlm_applies_its_recipe_model_settings(task, tmp_path):
     assert all(p.requires_grad for p in trained("finetune").parameters())
     lora = trained("lora")
     trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
-    assert isinstance(lora, PeftModel) and trainable and all("lora_" in name or "beam_head" in name for name in trainable)
+    assert isinstance(lora, PeftModel) and trainable
+    assert all("lora_" in name or "beam_head" in name for name in trainable)
 
 def test_cross_scenario_validates_on_whole_sequences_and_tests_the_held_out_site(twin, tmp_path):
     args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="cross_scenario")
@@ -262,7 +264,7 @@ def test_reversed_train_windows_reach_every_method_and_no_validation_or_test_win
     np.testing.assert_array_equal(both.splits["hard"]["train"]["labels"], train["labels"].argmax(-1))
 
 
-def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(twin, task, tmp_path):
+def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(twin, task, tmp_path, monkeypatch):
     args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", epochs=1, output_dir=str(tmp_path))
     model, _ = benchmark.trained_model(task, args, seed=3)
     (folder,) = (tmp_path / "models").iterdir()
@@ -278,6 +280,16 @@ def test_trained_models_are_kept_under_a_key_of_their_data_and_settings(twin, ta
     assert benchmark.windows_digest(same) == benchmark.windows_digest(task)
     benchmark.trained_model(same, replace(args, model_cache_dir=str(tmp_path / "models")), seed=3)
     assert len(list((tmp_path / "models").iterdir())) == 3
+    # Other modelling code trains its own model: one cached by older code may lack weights the new code has.
+    code = shutil.copytree(Path(modeling_wmlm.__file__).parent, tmp_path / "code",
+                           ignore=shutil.ignore_patterns("__pycache__"))
+    assert benchmark.code_digest(code) == benchmark.code_digest()
+    with (code / "modeling_wmlm.py").open("a") as edited:
+        edited.write("# an edit\n")
+    edited_digest = benchmark.code_digest(code)
+    monkeypatch.setattr(benchmark, "code_digest", lambda: edited_digest)
+    benchmark.trained_model(task, args, seed=3)
+    assert len(list((tmp_path / "models").iterdir())) == 4
 
 
 def test_wmlm_reads_its_own_modalities_and_the_gru_searches_power_alone(task, tmp_path, monkeypatch):

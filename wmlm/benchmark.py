@@ -28,6 +28,7 @@ from transformers import GPT2Config, GPT2Model, Trainer, TrainingArguments, set_
 
 from dataset_scripts.deepsense6g import load_deepsense6g
 from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
+import modeling_wmlm
 from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMProcessor
 from modeling_wmlm.configuration_wmlm import DEFAULT_ENCODER_CONFIGS
 from modeling_wmlm.modeling_wmlm import log_minmax, power_soft_targets
@@ -101,8 +102,9 @@ class BenchmarkArguments:
         "help": "row steps k >= 2: every method's training windows also include each training pass's every k-th "
                 "row, the same path driven k times as fast (validation and test windows never do)"})
     model_cache_dir: str | None = field(default=None, metadata={
-        "help": "where WMLM's from-scratch models are kept, keyed by their data and settings (default OUT/models); "
-                "share it between the cross_scenario and few_shot runs to train the multi-site models once"})
+        "help": "where WMLM's from-scratch models are kept, keyed by their data, settings and modelling code "
+                "(default OUT/models); share it between the cross_scenario and few_shot runs to train the multi-site "
+                "models once"})
     plots: bool = field(default=True, metadata={"help": "write PNG plots beside results.md"})
 
     def __post_init__(self):
@@ -477,14 +479,15 @@ def source_checkpoint(path: str, held_out: str):
 
 def trained_model(task: Task, args, seed: int):
     """WMLM trained from scratch on the task's training windows, kept on disk under a key of everything that
-    determines it (the windows' content, the preset, overrides, labels, epochs and recipe), so that cross_scenario
-    and few_shot runs, whatever their output_dir, share their multi-site models; -> (the model, its processor).
+    determines it (the windows' content, the preset, overrides, labels, epochs, recipe and modelling code), so that
+    cross_scenario and few_shot runs, whatever their output_dir, share their multi-site models; -> (the model, its
+    processor).
     With `wmlm_model_name_or_path`, that checkpoint instead."""
     if args.wmlm_model_name_or_path:
         return source_checkpoint(args.wmlm_model_name_or_path, task.scenario)
     recipe = (RECIPES / args.preset / "adapt" / "config_full.yaml").read_text()
     key = json.dumps([windows_digest(task), args.preset, args.config_overrides, args.wmlm_modalities, args.soft_labels,
-                      args.epochs, args.wmlm_recipe_overrides, recipe, seed])
+                      args.epochs, args.wmlm_recipe_overrides, recipe, code_digest(), seed])
     folder = Path(args.model_cache_dir or Path(args.output_dir) / "models") / \
         f"{task.scenario}-{task.seed}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if (folder / "model.safetensors").is_file():
@@ -496,6 +499,12 @@ def trained_model(task: Task, args, seed: int):
         trainer.model.save_pretrained(folder)
         processor.save_pretrained(folder)
     return trainer.model, processor
+
+
+def code_digest(folder: Path = Path(modeling_wmlm.__file__).parent) -> str:
+    """A digest of the modelling code: a model cached by other code may lack weights this code has, and
+    from_pretrained would start those at random."""
+    return hashlib.sha256(b"".join(path.read_bytes() for path in sorted(folder.glob("*.py")))).hexdigest()
 
 
 def wmlm_config(args) -> WMLMConfig:
