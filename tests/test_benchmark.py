@@ -117,7 +117,6 @@ def test_wmlm_trains_with_its_preset_recipe(task, tmp_path):
         benchmark.recipe_arguments(replace(args, wmlm_recipe_overrides=["soft_labels=true"]), "full", task, 0)
 
 
-
 def test_wmlm_applies_its_recipe_model_settings(task, tmp_path):
     args = benchmark.BenchmarkArguments(data_dir=["unused"], preset="wmlm-tiny", output_dir=str(tmp_path))
 
@@ -133,6 +132,7 @@ def test_wmlm_applies_its_recipe_model_settings(task, tmp_path):
     trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
     assert isinstance(lora, PeftModel) and trainable
     assert all("lora_" in name or "beam_head" in name for name in trainable)
+
 
 def test_cross_scenario_validates_on_whole_sequences_and_tests_the_held_out_site(twin, tmp_path):
     args = benchmark.BenchmarkArguments(data_dir=[str(twin)], output_dir=str(tmp_path), protocol="cross_scenario")

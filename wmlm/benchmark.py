@@ -26,9 +26,9 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2Model, Trainer, TrainingArguments, set_seed
 
+import modeling_wmlm
 from dataset_scripts.deepsense6g import load_deepsense6g
 from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios
-import modeling_wmlm
 from modeling_wmlm import WMLMConfig, WMLMForBeamPrediction, WMLMProcessor
 from modeling_wmlm.configuration_wmlm import DEFAULT_ENCODER_CONFIGS
 from modeling_wmlm.modeling_wmlm import log_minmax, power_soft_targets
