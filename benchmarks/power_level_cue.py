@@ -28,7 +28,11 @@ def ranks(x: np.ndarray) -> np.ndarray:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+    """nan where either side is constant: it has no order to correlate (the table says so)."""
+    rank_a, rank_b = ranks(a), ranks(b)
+    if np.ptp(rank_a) == 0 or np.ptp(rank_b) == 0:
+        return float("nan")
+    return float(np.corrcoef(rank_a, rank_b)[0, 1])
 
 
 def correlations(split: dict) -> dict[str, float]:
@@ -55,7 +59,8 @@ def main(argv=None):
     columns = list(rows[0][1])
     print("| scenario | seed | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 2) + "|")
     for task, values in rows:
-        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in values.values()]
+        cells = [("constant" if np.isnan(v) else f"{v:.2f}") if isinstance(v, float) else str(v)
+                 for v in values.values()]
         print(f"| {task.scenario} | {task.seed} | " + " | ".join(cells) + " |")
 
 

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -604,10 +605,13 @@ def test_power_level_cue_reads_the_speeds_and_the_level_that_log_minmax_divides_
     power = np.full((4, 5, 64), 1e-3) * 10 ** (levels_db / 10)[:, None, None]  # 30 dB below each window's best
     power[np.arange(4)[:, None], np.arange(5), history] = 10 ** (levels_db / 10)[:, None]
     labels = np.eye(64)[future]  # (4, 3, 64): the future best beams
-    values = power_level_cue.correlations({"beam_power": power, "beam_index": history, "labels": labels})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a constant column once divided by a zero spread, with only a warning
+        values = power_level_cue.correlations({"beam_power": power, "beam_index": history, "labels": labels})
     assert values["windows"] == 4 and values["level 5-95% (dB)"] == "-11.6 to -3.5"  # interpolated percentiles
     assert values["level ~ future speed"] == pytest.approx(1)
     assert values["history speed ~ future speed"] == pytest.approx(0.894, abs=1e-3)  # ties in the history's speeds
     # The line through the speeds is 2 * history - 0.5, leaving -0.5, 0.5, -0.5, 0.5: within each history speed the
     # louder window moves faster, ranks 0-3 against 0.5, 2.5, 0.5, 2.5.
     assert values["level ~ residual"] == pytest.approx(1 / np.sqrt(5))
+    assert np.isnan(values["span ~ residual"])  # every window spans 30 dB: no order to correlate
