@@ -74,6 +74,10 @@ def test_real_in_scenario_split_keeps_sequences_whole(real_cache):
     assert len(owner) == 29 + 33
     _, other_seed = prepare([REAL / "scenario1", REAL / "scenario2"], cache_dir=real_cache, split_seed=4)
     assert set(other_seed["test"]["seq_index"]) != set(data["test"]["seq_index"])
+    _, alone = prepare([REAL / "scenario2"], cache_dir=real_cache, split_seed=3)
+    for split, ds in alone.items():  # adding scenario1 moved none of scenario2's passes
+        assert {s for s, owner_split in owner.items() if owner_split == split and s[0] == "scenario2"} == {
+            ("scenario2", i) for i in ds["seq_index"]}
 
 
 @needs_real

@@ -19,12 +19,12 @@ from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from dataset_scripts.deepsense6g import load_deepsense6g
-from dataset_scripts.deepsense6g.deepsense6g import discover_scenarios, scenario_name
+from dataset_scripts.deepsense6g.deepsense6g import SPLIT_RULE, discover_scenarios, scenario_name
 
 logger = logging.getLogger(__name__)
 
 TRAINING_SUMMARY = "training_summary.json"  # beside the final model; the model card reads it
-# What decides which split a pass falls in, besides the scenarios loaded with it.
+# What decides which split a pass falls in, with the builder's SPLIT_RULE.
 SPLIT_SETTINGS = ("split_mode", "split_fractions", "split_seed", "train_scenarios", "validation_scenarios",
                   "test_scenarios")
 
@@ -176,7 +176,8 @@ def dataset_names(data_args: DataArguments) -> list[str]:
 
 
 def split_settings(data_args: DataArguments) -> dict:
-    return {key: value for key, value in asdict(data_args).items() if key in SPLIT_SETTINGS}
+    return {**{key: value for key, value in asdict(data_args).items() if key in SPLIT_SETTINGS},
+            "split_rule": SPLIT_RULE}
 
 
 def split_words(settings: dict) -> str:
@@ -196,8 +197,8 @@ def split_description(data_args: DataArguments) -> str:
 def refuse_seen_held_out(path: str, data_args: DataArguments):
     """Refuses to train on from a checkpoint that may have trained on this run's validation or test passes.
 
-    A scenario's in-scenario split depends on the split settings and on the scenarios loaded with it (one generator
-    draws their passes in turn), so a checkpoint trained on a scenario is safe there only on the very same split.
+    A scenario's split depends on the split settings alone (the builder's SPLIT_RULE), so a checkpoint trained on a
+    scenario is safe there on the very same settings, whichever other scenarios either run loaded.
     """
     file = Path(path) / TRAINING_SUMMARY
     summary = json.loads(file.read_text()) if file.is_file() else {}
@@ -205,15 +206,17 @@ def refuse_seen_held_out(path: str, data_args: DataArguments):
         logger.warning(f"{path} has no {TRAINING_SUMMARY} with split_settings (wmlm writes one beside each final "
                        f"model), so nothing shows that it never trained on this run's validation or test passes")
         return
-    then, names_then = summary["split_settings"], sorted(summary["datasets"])
-    now, names_now = split_settings(data_args), sorted(dataset_names(data_args))
-    overlap = sorted(trained_scenarios(then, names_then) & held_out_scenarios(now, names_now))
-    if overlap and (then, names_then) != (now, names_now):
+    then, now = summary["split_settings"], split_settings(data_args)
+    overlap = sorted(trained_scenarios(then, summary["datasets"]) & held_out_scenarios(now, dataset_names(data_args)))
+    if overlap and then != now:
+        older = ("" if then.get("split_rule") == SPLIT_RULE else
+                 " Its passes were split by an older builder, which drew every scenario from one generator in turn, "
+                 "so even the same settings split them another way now.")
         raise ValueError(
-            f"{path} trained on passes of {overlap}: of {names_then}, {split_words(then)} ({file}). This run holds "
-            f"passes of them out for validation or test: of {names_now}, {split_words(now)}. Some may be among the "
-            f"checkpoint's training passes. Train on the same data_dir list and split settings as the checkpoint, or "
-            f"on scenarios it never trained on")
+            f"{path} trained on passes of {overlap}: {split_words(then)} ({file}). This run holds passes of them out "
+            f"for validation or test: {split_words(now)}. Some may be among the checkpoint's training passes.{older} "
+            f"Train with the checkpoint's split settings, on scenarios it never trained on, or from a checkpoint "
+            f"trained on this run's split")
 
 
 def trained_scenarios(settings: dict, datasets_names: list[str]) -> set[str]:

@@ -34,7 +34,7 @@ REPORT_NAME = "bad_rows_report.json"
 SPLIT_MODES = ("in_scenario", "cross_scenario")
 SPLIT_NAMES = (datasets.Split.TRAIN, datasets.Split.VALIDATION, datasets.Split.TEST)
 # Part of the cache path: bump it whenever the prepared examples or splits change, so no stale cache is served.
-VERSION = datasets.Version("1.1.0")
+VERSION = datasets.Version("1.2.0")
 
 
 @dataclass
@@ -43,7 +43,8 @@ class DeepSense6GConfig(datasets.BuilderConfig):
     scenario_paths: scenario folders, their .zip files, or folders holding several of either.
     history_len / horizon / stride: window shape for `beam_prediction` and `power_forecast`.
     split_mode: "in_scenario" (seeded fractions of each scenario's sequences) or "cross_scenario" (named scenarios).
-    split_fractions: train / validation / test fractions of sequences, for "in_scenario".
+    split_fractions: train / validation / test fractions of sequences, for "in_scenario". A scenario's split depends on
+        these and split_seed alone, not on the scenarios loaded with it (`SPLIT_RULE`).
     train_scenarios / validation_scenarios / test_scenarios: scenario names or numbers, for "cross_scenario".
     reversed_train_windows: the training split also holds each training pass's windows read backwards in time (a pass
         in the other direction, for sites that vehicles cross both ways); validation and test never do.
@@ -313,6 +314,12 @@ def scenario_name(name) -> str:
     return f"scenario{name}" if isinstance(name, int) or str(name).isdigit() else str(name)
 
 
+# How an in_scenario split draws its passes, recorded beside every trained model (see `training.split_settings`). Each
+# scenario gets a generator of its own, so its split is the same whichever scenarios are loaded with it: a test pass
+# stays a test pass when the user adds a site. Builders up to 1.1.0 drew every scenario from one generator in turn.
+SPLIT_RULE = "each scenario drawn alone from split_seed (builder 1.2.0)"
+
+
 def assign_splits(scenarios: dict[str, list[Sample]], config: DeepSense6GConfig) -> dict:
     """Whole sequences go to one split, so no two splits share a vehicle pass."""
     splits = {name: [] for name in SPLIT_NAMES}
@@ -325,11 +332,10 @@ def assign_splits(scenarios: dict[str, list[Sample]], config: DeepSense6GConfig)
                     raise ValueError(f"{split} scenario {name!r} is not among the prepared ones {sorted(scenarios)}")
                 splits[split].extend(scenarios[name])
         return splits
-    rng = np.random.default_rng(config.split_seed)
     for scenario in sorted(scenarios):
         samples = scenarios[scenario]
         sequences = sorted({s.seq_index for s in samples})
-        order = rng.permutation(len(sequences))
+        order = np.random.default_rng(config.split_seed).permutation(len(sequences))  # see SPLIT_RULE
         bounds = np.cumsum(split_counts(config.split_fractions, len(sequences)))
         split_of = {sequences[i]: SPLIT_NAMES[int(np.searchsorted(bounds, rank, side="right"))]
                     for rank, i in enumerate(order)}
