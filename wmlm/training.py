@@ -195,7 +195,7 @@ def split_description(data_args: DataArguments) -> str:
 
 
 def refuse_seen_held_out(path: str, data_args: DataArguments):
-    """Refuses to train on from a checkpoint that may have trained on this run's validation or test passes.
+    """Refuses to start from a checkpoint that may have trained on this run's validation or test passes.
 
     A scenario's split depends on the split settings alone (the builder's SPLIT_RULE), so a checkpoint trained on a
     scenario is safe there on the very same settings, whichever other scenarios either run loaded.
