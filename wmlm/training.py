@@ -211,7 +211,7 @@ def refuse_seen_held_out(path: str, data_args: DataArguments):
     if overlap and then != now:
         older = ("" if then.get("split_rule") == SPLIT_RULE else
                  " Its passes were split by an older builder, which drew every scenario from one generator in turn, "
-                 "so even the same settings split them another way now.")
+                 "so the same settings may split them another way now.")
         raise ValueError(
             f"{path} trained on passes of {overlap}: {split_words(then)} ({file}). This run holds passes of them out "
             f"for validation or test: {split_words(now)}. Some may be among the checkpoint's training passes.{older} "
