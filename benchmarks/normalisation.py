@@ -43,6 +43,7 @@ class NormalisationArguments:
     presets: list[str] = field(default_factory=lambda: ["wmlm-tiny", "wmlm-small"], metadata={"help": "presets"})
     variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": "normalisations"})
     scenarios: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5], metadata={"help": "in-scenario sites"})
+    in_scenario: bool = field(default=True, metadata={"help": "train and test on each of scenarios alone"})
     cross_scenario: bool = field(default=True, metadata={"help": "also train on 1-4, test on 5"})
     epochs: float = field(default=15, metadata={"help": "training epochs per run (the best on validation is kept)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate (cosine, 5% warmup)"})
@@ -52,8 +53,10 @@ class NormalisationArguments:
 
 def protocols(args):
     root = Path(args.data_dir)
-    for s in args.scenarios:
-        yield f"scenario{s}", {"scenario_paths": [str(root / f"scenario{s}")], "split_fractions": (0.6, 0.1, 0.3)}
+    if args.in_scenario:
+        for s in args.scenarios:
+            yield f"scenario{s}", {"scenario_paths": [str(root / f"scenario{s}")],
+                                   "split_fractions": (0.6, 0.1, 0.3)}
     if args.cross_scenario:
         # Validation sequences come from the training scenarios: 10 % of each, seeded.
         yield "cross 1-4 -> 5", {"scenario_paths": [str(root / f"scenario{s}") for s in (1, 2, 3, 4)],
